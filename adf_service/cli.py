@@ -1,0 +1,283 @@
+"""`adf-service`: the command line. Thin: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from adf_service.console import EpochProgress, console, err_console
+from adf_service.features.store import FeatureStore, FeatureStoreError
+from adf_service.genotype import Genotype, GenotypeError
+from adf_service.inspect_space import summarize_space
+from adf_service.space import SearchSpace, SearchSpaceError
+from adf_service.train import CheckpointError, TrainingDiverged
+
+app = typer.Typer(
+    help="AutoDeepFuse: PC-DARTS search of 3D-CNN fusion networks for video action recognition.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+genotype_app = typer.Typer(help="Inspect genotypes (discrete fusion cells).", no_args_is_help=True)
+app.add_typer(genotype_app, name="genotype")
+
+USER_ERRORS = (
+    FeatureStoreError,
+    GenotypeError,
+    SearchSpaceError,
+    CheckpointError,
+    TrainingDiverged,
+    ValueError,
+)
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def space(
+    operators: Annotated[str, typer.Option(help="Operator set: S1 or S2.")] = "S2",
+    channels: Annotated[int, typer.Option(help="Fusion channels C after the stem.")] = 512,
+    inputs: Annotated[int, typer.Option(help="Cell inputs I (1-3).")] = 2,
+    cells: Annotated[int, typer.Option(help="Number of cells (1-4).")] = 2,
+    partial_k: Annotated[int, typer.Option(help="PC-DARTS K (1 = plain DARTS).")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Operators with exact weight counts, edges per cell, and the supernet's size."""
+    try:
+        summary = summarize_space(SearchSpace(operators, inputs, cells, channels, partial_k))
+    except SearchSpaceError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(summary.to_dict()))
+        return
+    table = Table(title=f"operators {operators} at C={channels} (conv weights, tables 1–2)")
+    table.add_column("operator")
+    table.add_column("weights", justify="right")
+    for name, count in summary.operators.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(f"edges per cell M = 4(I−1)+10 = {summary.edges_per_cell}")
+    console.print(
+        f"supernet (K={partial_k}, {cells} cells, inputs 1024+1024+256, 51 classes): "
+        f"{summary.supernet_params:,} weights + {summary.arch_params:,} α/β"
+    )
+
+
+@genotype_app.command("show")
+def genotype_show(
+    file: Annotated[Path, typer.Argument(help="A genotype JSON file.")],
+    dot: Annotated[
+        Optional[Path], typer.Option(help="Also write a Graphviz cell diagram (.dot, .png, .svg).")
+    ] = None,
+) -> None:
+    """Print each cell of a genotype as text (and optionally draw it)."""
+    try:
+        genotype = Genotype.load(file)
+    except GenotypeError as exc:
+        _fail(exc)
+    console.print(genotype.to_text(), highlight=False)
+    if dot is not None:
+        source = genotype.to_dot()
+        if dot.suffix == ".dot":
+            dot.write_text(source)
+        elif shutil.which("dot") is None:
+            _fail(ValueError(f"rendering {dot.suffix} needs Graphviz's `dot`; write a .dot file instead"))
+        else:
+            subprocess.run(["dot", f"-T{dot.suffix[1:]}", "-o", str(dot)], input=source.encode(), check=True)
+        console.print(f"diagram written to {dot}")
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Directory of the feature store to write.")],
+    clips: Annotated[int, typer.Option(help="Clips in all; a quarter go to the test split.")] = 1200,
+    classes: Annotated[int, typer.Option(help="Number of classes (object types).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same store.")] = 0,
+    layout: Annotated[str, typer.Option(help="'at': the moving object's type; 'beside': its neighbour's.")] = "at",
+    views: Annotated[int, typer.Option(help="Augmented views per training clip.")] = 2,
+) -> None:
+    """Write the synthetic 'what moves where' feature store (see docs/synthetic-data.md)."""
+    from adf_service.features.synth import generate_synthetic_store
+
+    n_test = clips // 4
+    try:
+        store = generate_synthetic_store(
+            out, n_train=clips - n_test, n_test=n_test, n_classes=classes, seed=seed,
+            n_train_views=views, layout=layout,
+        )
+    except USER_ERRORS as exc:
+        _fail(exc)
+    m = store.manifest
+    console.print(
+        f"wrote {out}: {sum(m.splits.values())} clips {dict(m.splits)}, {len(m.classes)} classes, "
+        f"modalities {', '.join(m.modalities)}"
+    )
+
+
+def _open_store(path: Path) -> FeatureStore:
+    try:
+        return FeatureStore.open(path)
+    except FeatureStoreError as exc:
+        _fail(exc)
+
+
+@app.command()
+def search(
+    store: Annotated[Path, typer.Argument(help="Feature store directory.")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint, genotype, history.")],
+    operators: str = "S2",
+    inputs: int = 2,
+    cells: int = 2,
+    channels: int = 512,
+    partial_k: int = 4,
+    discretization: str = "all",
+    epochs: int = 50,
+    warmup: int = 5,
+    batch_size: int = 64,
+    second_order: bool = False,
+    seed: int = 0,
+    modalities: Annotated[Optional[str], typer.Option(help="Comma-separated; default all.")] = None,
+) -> None:
+    """Run one PC-DARTS search (resumes from OUT/search.ckpt if present)."""
+    from adf_service.features.dataset import ClipSet
+    from adf_service.train import SearchConfig, SearchRun, drive
+
+    feature_store = _open_store(store)
+    try:
+        run = SearchRun(
+            SearchSpace(operators, inputs, cells, channels, partial_k),
+            ClipSet.of(feature_store, "train", "layer3", modalities.split(",") if modalities else None),
+            SearchConfig(
+                epochs=epochs, warmup_epochs=warmup, batch_size=batch_size,
+                second_order=second_order, discretization=discretization, seed=seed,
+            ),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        with EpochProgress() as progress:
+            progress.start("search", epochs)
+            result = drive(
+                run, checkpoint=out / "search.ckpt", on_epoch=lambda r: progress.epoch("search", r)
+            )
+    except USER_ERRORS as exc:
+        _fail(exc)
+    result.genotype.save(out / "genotype.json")
+    (out / "history.json").write_text(json.dumps([r.to_dict() for r in result.history], indent=1))
+    console.print(result.genotype.to_text(), highlight=False)
+    console.print(
+        f"best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}; "
+        f"genotype written to {out / 'genotype.json'}"
+    )
+
+
+@app.command()
+def evaluate(
+    store: Annotated[Path, typer.Argument(help="Feature store directory.")],
+    genotype: Annotated[Path, typer.Argument(help="Genotype JSON file.")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint and result.")],
+    channels: int = 512,
+    epochs: int = 70,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> None:
+    """Train a genotype's fusion network from scratch; report the best-val epoch's test top-1."""
+    from adf_service.train import TrainConfig, drive, evaluation_run
+
+    feature_store = _open_store(store)
+    try:
+        run = evaluation_run(
+            Genotype.load(genotype), feature_store, channels,
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        with EpochProgress() as progress:
+            progress.start("evaluation", epochs)
+            result = drive(
+                run, checkpoint=out / "train.ckpt", on_epoch=lambda r: progress.epoch("evaluation", r)
+            )
+    except USER_ERRORS as exc:
+        _fail(exc)
+    (out / "result.json").write_text(
+        json.dumps({"test_top1": result.test_top1, "best_epoch": result.best_epoch, "params": result.params})
+    )
+    console.print(
+        f"test top-1 {result.test_top1:.2f}% (best val epoch {result.best_epoch}), "
+        f"fusion parameters {result.params:,}"
+    )
+
+
+@app.command()
+def baseline(
+    store: Annotated[Path, typer.Argument(help="Feature store directory.")],
+    modalities: Annotated[str, typer.Option(help="Comma-separated, e.g. rgb,flow.")] = "rgb,flow,pose",
+    epochs: int = 70,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> None:
+    """Train the late-fusion baseline (layer4, pool, concat, linear) on some modalities."""
+    from adf_service.train import TrainConfig, baseline_run, drive
+
+    feature_store = _open_store(store)
+    try:
+        run = baseline_run(
+            feature_store, modalities.split(","),
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        )
+        with EpochProgress() as progress:
+            progress.start("baseline", epochs)
+            result = drive(run, on_epoch=lambda r: progress.epoch("baseline", r))
+    except USER_ERRORS as exc:
+        _fail(exc)
+    console.print(f"baseline {modalities}: test top-1 {result.test_top1:.2f}% (best val epoch {result.best_epoch})")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Working directory for the demo.")] = Path("runs/demo"),
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+    seed: int = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Synthetic data → search (S2, all, I=2, C=2) → evaluation → R+F+P baseline → table."""
+    from adf_service.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(seed=seed)
+    try:
+        with EpochProgress(quiet=quiet) as progress:
+            report = run_demo(out, settings, on_phase_start=progress.start, on_epoch=progress.epoch)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    table = Table(title="AutoDeepFuse demo: synthetic 'what moves where' data, 2 CPU-sized")
+    table.add_column("model")
+    table.add_column("test top-1", justify="right")
+    table.add_column("parameters", justify="right")
+    table.add_column("time", justify="right")
+    table.add_row("late fusion R+F+P (baseline)", f"{report.baseline_top1:.1f}%",
+                  f"{report.baseline_params:,}", f"{report.baseline_seconds:.0f} s")
+    table.add_row(f"searched fusion ({settings.operators}, {settings.discretization}, "
+                  f"I={settings.n_inputs}, C={settings.n_cells})", f"{report.searched_top1:.1f}%",
+                  f"{report.fusion_params:,}",
+                  f"search {report.search_seconds:.0f} s + eval {report.eval_seconds:.0f} s")
+    err_console.print(table)
+    err_console.print(Genotype.from_dict(report.genotype).to_text(), highlight=False)
+    summary = report.to_dict()
+    summary.pop("history")
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(f"margin: {report.searched_top1 - report.baseline_top1:+.1f} points; "
+                      f"full report in {out / 'report.json'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,286 @@
+"""The PC-DARTS search loop (DESIGN §5, thesis §5.2.2), one epoch per call.
+
+:class:`SearchRun` holds a supernet, its two optimisers and the search history; each
+:meth:`SearchRun.step_epoch` runs one epoch and returns an :class:`EpochRecord`, and
+``state_dict``/``load_state_dict`` make it resumable, so a Ray Tune trainable can wrap it
+(setup → step → save/restore) without changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from adf_service.features.dataset import ClipSet
+from adf_service.genotype import Genotype, discretize
+from adf_service.space import DISCRETIZATIONS, SearchSpace, node_edge_slices
+from adf_service.supernet import SearchNetwork
+from adf_service.train.architect import first_order_arch_grads, second_order_arch_grads
+from adf_service.train.checkpoint import CheckpointError
+from adf_service.train.metrics import RunningScore, evaluate
+from adf_service.train.runtime import (
+    EpochRecord,
+    Runtime,
+    TrainingDiverged,
+    derive_seed,
+    seed_everything,
+    set_cosine_lr,
+)
+
+__all__ = ["SearchConfig", "SearchResult", "SearchRun"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Hyper-parameters of one search; defaults are the thesis' (§5.2.2)."""
+
+    epochs: int = 50  # §5.2.2: PC-DARTS for 50 epochs
+    batch_size: int = 64  # §5.2.2
+    lr: float = 2e-3  # w: SGD, §5.2.2
+    momentum: float = 0.9  # §5.2.2
+    weight_decay: float = 3e-4  # as in PC-DARTS / §5.2.3
+    arch_lr: float = 3e-4  # α/β: Adam, §5.2.2
+    arch_beta1: float = 0.5  # PC-DARTS' Adam betas (0.5, 0.999)
+    arch_beta2: float = 0.999
+    arch_weight_decay: float = 1e-3  # PC-DARTS
+    warmup_epochs: int = 5  # §5.2.2: α frozen for the first 5 epochs
+    arch_fraction: float = 0.5  # §5.2.2: training set split 50/50 into w / α halves
+    second_order: bool = False  # DARTS' unrolled step; first-order by default
+    grad_clip: float = 5.0  # DARTS / PC-DARTS clip w's gradient norm at 5
+    discretization: str = "all"  # all | topk (thesis §4.2.3), for the per-epoch genotype
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.discretization not in DISCRETIZATIONS:
+            raise ValueError(
+                f"discretization {self.discretization!r} not in {set(DISCRETIZATIONS)}"
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs={self.epochs}, batch_size={self.batch_size} must be ≥ 1")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} not in 0..epochs={self.epochs}")
+
+
+@dataclass
+class SearchResult:
+    """The best-val-loss snapshot of a search and the genotype derived from it."""
+
+    best_epoch: int
+    best_val_loss: float
+    genotype: Genotype
+    op_weights: list[torch.Tensor]  # α per cell at the best epoch
+    edge_weights: list[torch.Tensor]  # β per cell at the best epoch
+    history: list[EpochRecord]
+
+    def genotype_for(self, space: SearchSpace, method: str) -> Genotype:
+        """Discretize the best snapshot with another method (all | topk)."""
+        return discretize(self.op_weights, self.edge_weights, space, method)
+
+
+def _entropy(probs: torch.Tensor) -> float:
+    return float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
+
+
+class SearchRun:
+    """A resumable PC-DARTS search over one :class:`SearchSpace` setting."""
+
+    kind = "search"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        clips: ClipSet,
+        config: SearchConfig = SearchConfig(),
+        runtime: Runtime = Runtime(),
+    ):
+        self.space, self.config, self.runtime = space, config, runtime
+        seed_everything(config.seed)
+        self.w_clips, self.arch_clips = clips.split_fraction(
+            1.0 - config.arch_fraction, derive_seed(config.seed, "search-split")
+        )
+        clips.spatial_shape()  # the supernet concatenates modalities: T, H, W must agree
+        self.model = runtime.prepare_model(
+            SearchNetwork(space, clips.channels(), clips.store.n_classes)
+        )
+        self.arch_params = self.model.arch_parameters()
+        self.weight_params = self.model.weight_parameters()
+        self.w_optimizer = torch.optim.SGD(
+            self.weight_params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            self.arch_params,
+            config.arch_lr,
+            betas=(config.arch_beta1, config.arch_beta2),
+            weight_decay=config.arch_weight_decay,
+        )
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+        self.snapshots: list[dict[str, list[torch.Tensor]]] = []  # α, β after every epoch
+        self.best: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def _batch(self, batch: tuple[list[torch.Tensor], torch.Tensor]):
+        features, labels = batch
+        return self.runtime.prepare_inputs(features), labels.to(self.runtime.torch_device)
+
+    def train_step(self, weight_batch, arch_batch=None):
+        """One step: the architecture step (if ``arch_batch``) *before* the weight step.
+
+        Returns the weight step's (logits, labels, loss) for the epoch's running score.
+        """
+        weight_batch = self._batch(weight_batch)
+        if arch_batch is not None:
+            arch_batch = self._batch(arch_batch)
+            self.arch_optimizer.zero_grad(set_to_none=True)
+            if self.config.second_order:
+                second_order_arch_grads(
+                    self.model,
+                    self.arch_params,
+                    self.weight_params,
+                    weight_batch,
+                    arch_batch,
+                    xi=self.w_optimizer.param_groups[0]["lr"],
+                    weight_decay=self.config.weight_decay,
+                    runtime=self.runtime,
+                )
+            else:
+                first_order_arch_grads(self.model, self.arch_params, arch_batch, self.runtime)
+            self.arch_optimizer.step()
+        features, labels = weight_batch
+        self.w_optimizer.zero_grad(set_to_none=True)
+        with self.runtime.autocast():
+            logits = self.model(features)
+        loss = F.cross_entropy(logits.float(), labels)
+        loss.backward(inputs=self.weight_params)
+        torch.nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
+        self.w_optimizer.step()
+        return logits, labels, loss
+
+    def step_epoch(self) -> EpochRecord:
+        """Run one search epoch; snapshot α, β and the val loss; keep the best snapshot."""
+        cfg, started = self.config, time.perf_counter()
+        self.model.train()
+        search_arch = self.epoch >= cfg.warmup_epochs  # α/β frozen during warm-up
+        w_batches = self.w_clips.batches(
+            cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch
+        )
+        arch_batches = (
+            self.arch_clips.batches(
+                cfg.batch_size, shuffle=True, seed=derive_seed(cfg.seed, "arch-order"), epoch=self.epoch
+            )
+            if search_arch
+            else itertools.repeat(None)
+        )
+        score = RunningScore(self.runtime.torch_device)
+        # Both learning rates anneal by cosine to 0 over the search (DESIGN §5).
+        lr = set_cosine_lr(self.w_optimizer, cfg.lr, self.epoch, cfg.epochs)
+        arch_lr = set_cosine_lr(self.arch_optimizer, cfg.arch_lr, self.epoch, cfg.epochs)
+        for weight_batch, arch_batch in zip(w_batches, arch_batches):
+            score.add(*self.train_step(weight_batch, arch_batch))
+        self.epoch += 1
+        train_loss = score.mean_loss()
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(self.epoch, "the training loss")
+        val_loss, val_top1 = evaluate(self.model, self.arch_clips, self.runtime, cfg.batch_size)
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(self.epoch, "the validation loss")
+
+        alphas = [a.detach().cpu().clone() for a in self.model.op_weights]
+        betas = [b.detach().cpu().clone() for b in self.model.edge_weights]
+        self.snapshots.append({"op_weights": alphas, "edge_weights": betas})
+        if self.best is None or val_loss < self.best["val_loss"]:
+            self.best = {
+                "epoch": self.epoch,
+                "val_loss": val_loss,
+                "op_weights": alphas,
+                "edge_weights": betas,
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            }
+        genotype = discretize(alphas, betas, self.space, cfg.discretization)
+        record = EpochRecord(
+            epoch=self.epoch,
+            epochs=cfg.epochs,
+            train_loss=train_loss,
+            train_top1=score.top1(),
+            val_loss=val_loss,
+            val_top1=val_top1,
+            lr=lr,
+            seconds=time.perf_counter() - started,
+            extra={
+                "arch_lr": arch_lr if search_arch else 0.0,
+                "genotype": genotype.to_dict(),
+                "alpha_entropy": sum(_entropy(F.softmax(a, -1)) for a in alphas) / len(alphas),
+                "beta_entropy": sum(
+                    _entropy(F.softmax(b[s], -1))
+                    for b in betas
+                    for s in node_edge_slices(self.space.n_inputs)
+                )
+                / (len(betas) * 4),
+            },
+        )
+        self.history.append(record)
+        return record
+
+    def result(self) -> SearchResult:
+        if self.best is None:
+            raise RuntimeError("the search has not run an epoch yet")
+        best = self.best
+        return SearchResult(
+            best_epoch=best["epoch"],
+            best_val_loss=best["val_loss"],
+            genotype=discretize(
+                best["op_weights"], best["edge_weights"], self.space, self.config.discretization
+            ),
+            op_weights=best["op_weights"],
+            edge_weights=best["edge_weights"],
+            history=list(self.history),
+        )
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_dict(),
+            "config": asdict(self.config),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "history": [r.to_dict() for r in self.history],
+            "snapshots": self.snapshots,
+            "best": self.best,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; a checkpoint of another setting is refused."""
+        if state.get("space") != self.space.to_dict():
+            raise CheckpointError(
+                f"checkpoint is from search space {state.get('space')}, "
+                f"this search is {self.space.to_dict()}"
+            )
+        ours = asdict(self.config)
+        theirs = state.get("config", {})
+        differ = sorted(k for k in ours if theirs.get(k) != ours[k])
+        if differ:
+            raise CheckpointError(
+                "checkpoint is from a search with other settings: "
+                + ", ".join(f"{k}={theirs.get(k)!r} (now {ours[k]!r})" for k in differ)
+            )
+        self.model.load_state_dict(state["model"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.epoch = state["epoch"]
+        self.history = [EpochRecord(**r) for r in state["history"]]
+        self.snapshots = state["snapshots"]
+        self.best = state["best"]
+        torch.set_rng_state(state["torch_rng"])
