@@ -42,12 +42,13 @@ def second_order_arch_grads(
     xi: float,
     weight_decay: float,
     runtime: Runtime,
+    fd_radius: float = 0.01,
 ) -> torch.Tensor:
     """DARTS eq. (4): ∇_α L_val(w′, α) − ξ ∇²_{α,w} L_train(w, α) ∇_{w′} L_val(w′, α).
 
     w′ = w − ξ(∇_w L_train + λw) is a virtual SGD step; the Hessian-vector product is the
     central finite difference (∇_α L_train(w⁺) − ∇_α L_train(w⁻)) / 2ε with
-    w± = w ± ε∇_{w′}L_val and ε = 0.01 / ‖∇_{w′}L_val‖. Weights are restored afterwards.
+    w± = w ± ε∇_{w′}L_val and ε = ``fd_radius`` / ‖∇_{w′}L_val‖ (0.01 in DARTS). Weights are restored afterwards.
     """
     arch_params, weight_params = list(arch_params), list(weight_params)
     original = [p.detach().clone() for p in weight_params]
@@ -60,7 +61,7 @@ def second_order_arch_grads(
     val_loss = _loss(model, arch_batch, runtime)
     grads = torch.autograd.grad(val_loss, arch_params + weight_params)
     arch_grads, dw = grads[: len(arch_params)], grads[len(arch_params) :]
-    eps = 0.01 / (torch.sqrt(sum((g.float() ** 2).sum() for g in dw)) + 1e-12)
+    eps = fd_radius / (torch.sqrt(sum((g.float() ** 2).sum() for g in dw)) + 1e-12)
 
     def arch_grads_at(sign: float) -> tuple[torch.Tensor, ...]:
         with torch.no_grad():
