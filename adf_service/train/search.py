@@ -21,9 +21,9 @@ from adf_service.features.dataset import ClipSet
 from adf_service.genotype import Genotype, discretize
 from adf_service.space import DISCRETIZATIONS, SearchSpace, node_edge_slices
 from adf_service.supernet import SearchNetwork
-from adf_service.train.architect import first_order_arch_grads, second_order_arch_grads
 from adf_service.train.checkpoint import CheckpointError
 from adf_service.train.metrics import RunningScore, evaluate
+from adf_service.train.step import SearchStep
 from adf_service.train.runtime import (
     EpochRecord,
     Runtime,
@@ -108,17 +108,9 @@ class SearchRun:
         self.model = runtime.prepare_model(
             SearchNetwork(space, clips.channels(), clips.store.n_classes)
         )
-        self.arch_params = self.model.arch_parameters()
-        self.weight_params = self.model.weight_parameters()
-        self.w_optimizer = torch.optim.SGD(
-            self.weight_params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        self.arch_optimizer = torch.optim.Adam(
-            self.arch_params,
-            config.arch_lr,
-            betas=(config.arch_beta1, config.arch_beta2),
-            weight_decay=config.arch_weight_decay,
-        )
+        self.stepper = SearchStep(self.model, config, runtime)
+        self.w_optimizer = self.stepper.w_optimizer
+        self.arch_optimizer = self.stepper.arch_optimizer
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.snapshots: list[dict[str, list[torch.Tensor]]] = []  # α, β after every epoch
@@ -127,43 +119,6 @@ class SearchRun:
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
-
-    def _batch(self, batch: tuple[list[torch.Tensor], torch.Tensor]):
-        features, labels = batch
-        return self.runtime.prepare_inputs(features), labels.to(self.runtime.torch_device)
-
-    def train_step(self, weight_batch, arch_batch=None):
-        """One step: the architecture step (if ``arch_batch``) *before* the weight step.
-
-        Returns the weight step's (logits, labels, loss) for the epoch's running score.
-        """
-        weight_batch = self._batch(weight_batch)
-        if arch_batch is not None:
-            arch_batch = self._batch(arch_batch)
-            self.arch_optimizer.zero_grad(set_to_none=True)
-            if self.config.second_order:
-                second_order_arch_grads(
-                    self.model,
-                    self.arch_params,
-                    self.weight_params,
-                    weight_batch,
-                    arch_batch,
-                    xi=self.w_optimizer.param_groups[0]["lr"],
-                    weight_decay=self.config.weight_decay,
-                    runtime=self.runtime,
-                )
-            else:
-                first_order_arch_grads(self.model, self.arch_params, arch_batch, self.runtime)
-            self.arch_optimizer.step()
-        features, labels = weight_batch
-        self.w_optimizer.zero_grad(set_to_none=True)
-        with self.runtime.autocast():
-            logits = self.model(features)
-        loss = F.cross_entropy(logits.float(), labels)
-        loss.backward(inputs=self.weight_params)
-        torch.nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
-        self.w_optimizer.step()
-        return logits, labels, loss
 
     def step_epoch(self) -> EpochRecord:
         """Run one search epoch; snapshot α, β and the val loss; keep the best snapshot."""
@@ -185,7 +140,7 @@ class SearchRun:
         lr = set_cosine_lr(self.w_optimizer, cfg.lr, self.epoch, cfg.epochs)
         arch_lr = set_cosine_lr(self.arch_optimizer, cfg.arch_lr, self.epoch, cfg.epochs)
         for weight_batch, arch_batch in zip(w_batches, arch_batches):
-            score.add(*self.train_step(weight_batch, arch_batch))
+            score.add(*self.stepper.step(weight_batch, arch_batch))
         self.epoch += 1
         train_loss = score.mean_loss()
         if not math.isfinite(train_loss):
