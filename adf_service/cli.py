@@ -83,7 +83,7 @@ def genotype_show(
         genotype = Genotype.load(file)
     except GenotypeError as exc:
         _fail(exc)
-    console.print(genotype.to_text(), highlight=False)
+    console.print(genotype.to_text(), markup=False, highlight=False)
     if dot is not None:
         source = genotype.to_dot()
         if dot.suffix == ".dot":
@@ -170,7 +170,7 @@ def search(
         _fail(exc)
     result.genotype.save(out / "genotype.json")
     (out / "history.json").write_text(json.dumps([r.to_dict() for r in result.history], indent=1))
-    console.print(result.genotype.to_text(), highlight=False)
+    console.print(result.genotype.to_text(), markup=False, highlight=False)
     console.print(
         f"best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}; "
         f"genotype written to {out / 'genotype.json'}"
@@ -256,19 +256,23 @@ def demo(
             report = run_demo(out, settings, on_phase_start=progress.start, on_epoch=progress.epoch)
     except USER_ERRORS as exc:
         _fail(exc)
-    table = Table(title="AutoDeepFuse demo: synthetic 'what moves where' data, 2 CPU-sized")
+    table = Table(title="AutoDeepFuse demo: synthetic 'what moves where' data (docs/synthetic-data.md)")
     table.add_column("model")
     table.add_column("test top-1", justify="right")
     table.add_column("parameters", justify="right")
     table.add_column("time", justify="right")
-    table.add_row("late fusion R+F+P (baseline)", f"{report.baseline_top1:.1f}%",
-                  f"{report.baseline_params:,}", f"{report.baseline_seconds:.0f} s")
+    for combo, top1 in report.baselines.items():
+        reference = combo == "R+F+P"
+        table.add_row(f"late fusion {combo}" + (" (baseline)" if reference else ""), f"{top1:.1f}%",
+                      f"{report.baseline_params:,}" if reference else "",
+                      f"{report.baseline_seconds:.1f} s" if reference else "",
+                      style="bold" if reference else "dim")
     table.add_row(f"searched fusion ({settings.operators}, {settings.discretization}, "
                   f"I={settings.n_inputs}, C={settings.n_cells})", f"{report.searched_top1:.1f}%",
                   f"{report.fusion_params:,}",
-                  f"search {report.search_seconds:.0f} s + eval {report.eval_seconds:.0f} s")
+                  f"search {report.search_seconds:.0f} s + eval {report.eval_seconds:.0f} s", style="bold")
     err_console.print(table)
-    err_console.print(Genotype.from_dict(report.genotype).to_text(), highlight=False)
+    err_console.print(Genotype.from_dict(report.genotype).to_text(), markup=False, highlight=False)
     summary = report.to_dict()
     summary.pop("history")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1))

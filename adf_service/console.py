@@ -26,12 +26,12 @@ class EpochProgress:
     def __init__(self, quiet: bool = False):
         self.progress = Progress(
             TextColumn("[bold]{task.description:<16}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
             console=err_console,
             disable=quiet,
         )
@@ -47,14 +47,16 @@ class EpochProgress:
     def start(self, phase: str, epochs: int) -> None:
         self.tasks[phase] = self.progress.add_task(phase, total=epochs, status="")
 
-    def epoch(self, phase: str, record: EpochRecord) -> None:
+    def epoch(self, phase: str, record: EpochRecord | None) -> None:
+        """Advance ``phase`` by one step; show the losses of ``record`` if there is one."""
+        task = self.tasks[phase]
+        if record is None:
+            self.progress.advance(task)
+            return
         status = (
             f"train {record.train_loss:.3f}  val {record.val_loss:.3f} / {record.val_top1:5.1f}%"
         )
         if record.test_top1 is not None:
             status += f"  test {record.test_top1:5.1f}%"
-        self.progress.update(self.tasks[phase], completed=record.epoch, status=status)
+        self.progress.update(task, advance=1, status=status)
 
-    def done(self, phase: str) -> None:
-        task = self.tasks[phase]
-        self.progress.update(task, completed=self.progress.tasks[task].total)
