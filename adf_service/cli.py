@@ -17,12 +17,20 @@ from adf_service.genotype import Genotype, GenotypeError
 from adf_service.inspect_space import summarize_space
 from adf_service.space import SearchSpace, SearchSpaceError
 from adf_service.train import CheckpointError, TrainingDiverged
+from adf_service.train.runtime import keep_freed_memory_in_heap
 
 app = typer.Typer(
     help="AutoDeepFuse: PC-DARTS search of 3D-CNN fusion networks for video action recognition.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _process_setup() -> None:
+    keep_freed_memory_in_heap()
+
+
 genotype_app = typer.Typer(help="Inspect genotypes (discrete fusion cells).", no_args_is_help=True)
 app.add_typer(genotype_app, name="genotype")
 

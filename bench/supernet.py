@@ -24,7 +24,7 @@ import torch
 
 from adf_service.space import SearchSpace
 from adf_service.supernet import SearchNetwork
-from adf_service.train.runtime import Runtime
+from adf_service.train.runtime import Runtime, keep_freed_memory_in_heap
 from adf_service.train.search import SearchConfig
 from adf_service.train.step import SearchStep
 
@@ -55,6 +55,7 @@ def _saved_bytes(model: SearchNetwork, features, labels, runtime: Runtime) -> in
 
 
 def worker(size: str, partial_k: int, device: str, steps: int) -> dict:
+    keep_freed_memory_in_heap()
     in_channels, thw, channels, batch = SIZES[size]
     runtime = Runtime(device=device)
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from adf_service.features.manifest import (
     Manifest,
 )
 from adf_service.features.store import FeatureStore
-from adf_service.features.synth import SynthSpec, SyntheticDataError, generate_synthetic_store
+from adf_service.features.synth import SyntheticDataError, SynthSpec, generate_synthetic_store
 from adf_service.features.writer import FeatureStoreWriter
 
 __all__ = [

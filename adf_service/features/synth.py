@@ -13,7 +13,6 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -40,8 +39,9 @@ class SynthSpec:
     """Everything that determines a synthetic store (its provenance).
 
     Feature values are prototypes with unit-variance entries plus Gaussian noise of std
-    ``noise``; ``distractor`` is the amplitude (relative to 1) of weak motion at another
-    object; ``temporal_jitter`` the per-frame variation of the motion amplitude.
+    ``noise``; ``distractor`` is the amplitude (relative to 1) of weak motion at a place
+    that is not the answer (another object for ``"at"``, an empty cell for ``"beside"``);
+    ``temporal_jitter`` the per-frame variation of the motion amplitude.
     """
 
     n_train: int = 900
@@ -58,25 +58,28 @@ class SynthSpec:
     temporal_jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        t, h, w = self.spatial
         problems = []
         if self.n_train < 1 or self.n_test < 1:
             problems.append(f"n_train={self.n_train}, n_test={self.n_test} must be >= 1")
         if self.n_classes < 2:
             problems.append(f"n_classes={self.n_classes} must be >= 2")
         if len(self.channels) != 3 or min(self.channels) < 1:
-            problems.append(f"channels={self.channels} must be three positive ints (rgb, flow, pose)")
+            problems.append(
+                f"channels={self.channels} must be three positive ints (rgb, flow, pose)")
         if len(self.spatial) != 3 or min(self.spatial) < 1:
             problems.append(f"spatial={self.spatial} must be three positive ints (T, H, W)")
-        elif self.n_classes + 2 > h * w:
-            problems.append(f"{self.n_classes} objects and the moving place need "
-                            f"{self.n_classes + 2} cells; spatial {h}x{w} has {h * w}")
+        else:
+            h, w = self.spatial[1:]
+            if self.n_classes + 2 > h * w:
+                problems.append(f"{self.n_classes} objects, the moving place and a free cell "
+                                f"need {self.n_classes + 2} cells; spatial {h}x{w} has {h * w}")
+            if self.layout == "beside" and h * (w - 1) < self.n_classes + 1:
+                problems.append(
+                    f"layout 'beside' puts {self.n_classes} objects off column 0, beside a "
+                    f"moving place: needs H*(W-1) >= {self.n_classes + 1}, got spatial="
+                    f"{self.spatial}")
         if self.layout not in ("at", "beside"):
             problems.append(f"layout={self.layout!r} not in {{'at', 'beside'}}")
-        elif self.layout == "beside" and h * (w - 1) < self.n_classes + 1:
-            problems.append(f"layout 'beside' puts {self.n_classes} objects off column 0, "
-                            f"beside a moving place: needs H*(W-1) >= {self.n_classes + 1}, "
-                            f"got spatial={self.spatial}")
         if self.n_train_views < 1:
             problems.append(f"n_train_views={self.n_train_views} must be >= 1")
         if not 0.0 <= self.pose_reliability <= 1.0:
@@ -271,7 +274,8 @@ def _random_cell(rng: np.random.Generator, allowed: np.ndarray) -> np.ndarray:
 
 
 def deeper_shape(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """layer4 shape of a synthetic layer3 ``(C, T, H, W)``: ``(2C, ⌈T/2⌉, ⌈H/2⌉, ⌈W/2⌉)``."""
+    """layer4 shape of a synthetic layer3 ``(C, T, H, W)``: ``(2C, ⌈T/2⌉, ⌈H/2⌉, ⌈W/2⌉)``.
+    """
     c, t, h, w = shape
     return (2 * c, -(-t // 2), -(-h // 2), -(-w // 2))
 

@@ -111,6 +111,8 @@ class FeatureStoreWriter:
         mismatch = self.manifest.fusion_layer_mismatch()
         if mismatch:
             raise FeatureStoreError(f"{self.path}: {mismatch}")
+        if rows_per_batch is not None and rows_per_batch < 1:
+            raise FeatureStoreError(f"{self.path}: rows_per_batch={rows_per_batch} must be >= 1")
         if (self.path / MANIFEST_FILE).exists():
             if not overwrite:
                 raise FeatureStoreError(
@@ -123,8 +125,6 @@ class FeatureStoreWriter:
                                 for l in self.manifest.layers]
         row_bytes = sum(math.prod(self.manifest.shape(m, l)) for m, l, _ in self._tensor_columns)
         row_bytes *= np.dtype(self.manifest.numpy_dtype).itemsize
-        if rows_per_batch is not None and rows_per_batch < 1:
-            raise FeatureStoreError(f"{self.path}: rows_per_batch={rows_per_batch} must be >= 1")
         self._rows_per_batch = rows_per_batch or max(1, _BATCH_BYTES // row_bytes)
         self._tmp_path = self.path / (FEATURES_FILE + ".tmp")
         self._sink = pa.OSFile(str(self._tmp_path), "wb")
@@ -159,6 +159,7 @@ class FeatureStoreWriter:
             FeatureStoreError: naming the clip (and modality/layer) on any mismatch.
         """
         self._check_open()
+        label, view = int(label), int(view)  # numpy integers welcome
         where = f"{self.path}: clip {clip_id!r} view {view}"
         self._check_row(clip_id, label, split, view, where)
         if set(features) != set(self.manifest.modalities):
@@ -238,10 +239,10 @@ class FeatureStoreWriter:
         if not isinstance(split, str) or not split:
             raise FeatureStoreError(f"{where}: split {split!r} must be a non-empty string")
         n_classes = len(self.manifest.classes)
-        if not 0 <= int(label) < n_classes:
+        if not 0 <= label < n_classes:
             raise FeatureStoreError(f"{where}: label {label} not in [0, {n_classes})")
         n_views = self.manifest.n_views(split)
-        if not 0 <= int(view) < n_views:
+        if not 0 <= view < n_views:
             raise FeatureStoreError(
                 f"{where}: view {view} not in [0, {n_views}) for split {split!r}")
         clip = self._clips.get(clip_id)
@@ -250,10 +251,10 @@ class FeatureStoreWriter:
         if clip.split != split:
             raise FeatureStoreError(
                 f"{where}: split {split!r}, but an earlier view is in split {clip.split!r}")
-        if clip.label != int(label):
+        if clip.label != label:
             raise FeatureStoreError(
                 f"{where}: label {label}, but an earlier view has label {clip.label}")
-        if int(view) in clip.views:
+        if view in clip.views:
             raise FeatureStoreError(f"{where}: this view was already added")
 
     def _checked_tensor(self, array: np.ndarray, modality: str, layer: str,

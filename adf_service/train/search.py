@@ -23,7 +23,6 @@ from adf_service.space import DISCRETIZATIONS, SearchSpace, node_edge_slices
 from adf_service.supernet import SearchNetwork
 from adf_service.train.checkpoint import CheckpointError
 from adf_service.train.metrics import RunningScore, evaluate
-from adf_service.train.step import SearchStep
 from adf_service.train.runtime import (
     EpochRecord,
     Runtime,
@@ -32,6 +31,7 @@ from adf_service.train.runtime import (
     seed_everything,
     set_cosine_lr,
 )
+from adf_service.train.step import SearchStep
 
 __all__ = ["SearchConfig", "SearchResult", "SearchRun"]
 

@@ -3,7 +3,6 @@
 import json
 import random
 
-import pytest
 from typer.testing import CliRunner
 
 from adf_service.cli import app

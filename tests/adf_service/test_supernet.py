@@ -71,7 +71,7 @@ def test_edge_softmax_is_taken_over_each_nodes_incoming_edges_only():
     net = SearchNetwork(SearchSpace("S2", 2, 1, 8, 4), IN_CHANNELS, 3)
     with torch.no_grad():
         net.edge_weights[0].copy_(torch.randn(edges_per_cell(2)))
-    probs = net.edge_probabilities(0)
+    probs = net.edge_probabilities(0).detach()
     sums = [float(probs[a:b].sum()) for a, b in [(0, 2), (2, 5), (5, 9), (9, 14)]]
     assert sums == pytest.approx([1.0] * 4)
 

@@ -10,7 +10,6 @@ from adf_service.train import CheckpointError, SearchRun, TrainingDiverged, driv
 from adf_service.train.checkpoint import load_checkpoint, save_checkpoint
 
 
-
 def test_alpha_beta_stay_frozen_during_warmup_then_move(tiny_clips, tiny_space, search_config):
     run = SearchRun(tiny_space, tiny_clips, search_config(warmup_epochs=2))
     initial = [p.detach().clone() for p in run.model.arch_parameters()]
