@@ -130,6 +130,11 @@ def synth(
     )
 
 
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:1, ...")]
+PrecisionOption = Annotated[str, typer.Option(help="auto (bf16 autocast on a GPU), fp32 or bf16.")]
+ChannelsLastOption = Annotated[str, typer.Option(help="channels_last_3d: auto (on a GPU), on, off.")]
+
+
 def _open_store(path: Path) -> FeatureStore:
     try:
         return FeatureStore.open(path)
@@ -153,10 +158,13 @@ def search(
     second_order: bool = False,
     seed: int = 0,
     modalities: Annotated[Optional[str], typer.Option(help="Comma-separated; default all.")] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
+    channels_last: ChannelsLastOption = "auto",
 ) -> None:
     """Run one PC-DARTS search (resumes from OUT/search.ckpt if present)."""
     from adf_service.features.dataset import ClipSet
-    from adf_service.train import SearchConfig, SearchRun, drive
+    from adf_service.train import Runtime, SearchConfig, SearchRun, drive
 
     feature_store = _open_store(store)
     try:
@@ -167,6 +175,7 @@ def search(
                 epochs=epochs, warmup_epochs=warmup, batch_size=batch_size,
                 second_order=second_order, discretization=discretization, seed=seed,
             ),
+            Runtime(device, precision, channels_last),
         )
         out.mkdir(parents=True, exist_ok=True)
         with EpochProgress() as progress:
@@ -195,15 +204,19 @@ def evaluate(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
+    channels_last: ChannelsLastOption = "auto",
 ) -> None:
     """Train a genotype's fusion network from scratch; report the best-val epoch's test top-1."""
-    from adf_service.train import TrainConfig, drive, evaluation_run
+    from adf_service.train import Runtime, TrainConfig, drive, evaluation_run
 
     feature_store = _open_store(store)
     try:
         run = evaluation_run(
             Genotype.load(genotype), feature_store, channels,
             TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+            Runtime(device, precision, channels_last),
         )
         out.mkdir(parents=True, exist_ok=True)
         with EpochProgress() as progress:

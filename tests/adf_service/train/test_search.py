@@ -103,3 +103,22 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path, "search")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt", "search")
+
+
+def test_gpu_options_bf16_autocast_and_channels_last_run_on_the_cpu_too(tiny_clips, tiny_space, search_config):
+    from adf_service.train import Runtime
+
+    runtime = Runtime(device="cpu", precision="bf16", channels_last="on")
+    assert runtime.use_bf16 and runtime.use_channels_last
+    result = drive(SearchRun(tiny_space, tiny_clips, search_config(epochs=2, warmup_epochs=0), runtime))
+    assert all(math.isfinite(r.val_loss) for r in result.history)
+
+
+def test_auto_runtime_is_fp32_on_a_machine_without_gpu():
+    from adf_service.train import Runtime
+
+    runtime = Runtime()
+    if not torch.cuda.is_available():
+        assert (runtime.torch_device.type, runtime.use_bf16, runtime.use_channels_last) == ("cpu", False, False)
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        Runtime(precision="fp8")
