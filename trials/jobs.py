@@ -1,0 +1,201 @@
+"""From a trial config to the library loops it runs, one epoch per step (no Ray here).
+
+A trial config is a plain dict made by :mod:`trials.expand`. ``make_trial_job(config)``
+returns a :class:`SettingJob` (a search, then the from-scratch evaluation of its
+best-val genotype, in one trial so the evaluation starts the moment its search ends) or a
+:class:`TrainJob` (a baseline, or a random genotype's evaluation). Both step one epoch at a
+time, report a flat metrics dict, checkpoint to a dict and summarise themselves as result rows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from adf_service.features.dataset import ClipSet
+from adf_service.features.store import FeatureStore
+from adf_service.genotype import Genotype, random_genotype
+from adf_service.space import SearchSpace
+from adf_service.train import (
+    Runtime,
+    SearchConfig,
+    SearchRun,
+    TrainConfig,
+    TrainRun,
+    baseline_run,
+    evaluation_run,
+)
+from adf_service.train.runtime import EpochRecord
+
+__all__ = ["SettingJob", "TrainJob", "make_trial_job"]
+
+
+def _space(config: dict[str, Any]) -> SearchSpace:
+    s = config["setting"]
+    return SearchSpace(s["operators"], s["n_inputs"], s["n_cells"], config["channels"], config["partial_k"])
+
+
+def _train_config(hyper: dict[str, Any], seed: int) -> TrainConfig:
+    return TrainConfig(**hyper, seed=seed)
+
+
+def _metrics(phase: str, record: EpochRecord) -> dict[str, Any]:
+    out = {
+        "phase": phase,
+        "epoch": record.epoch,
+        "epochs": record.epochs,
+        "train_loss": record.train_loss,
+        "val_loss": record.val_loss,
+        "val_top1": record.val_top1,
+        "test_top1": record.test_top1,
+        "lr": record.lr,
+        "epoch_seconds": record.seconds,
+    }
+    for key in ("alpha_entropy", "beta_entropy"):
+        if key in record.extra:
+            out[key] = record.extra[key]
+    if "genotype" in record.extra:
+        out["genotype"] = Genotype.from_dict(record.extra["genotype"]).to_json(indent=None)
+    return out
+
+
+class TrainJob:
+    """A from-scratch training: a late-fusion baseline, or a random genotype's evaluation."""
+
+    def __init__(self, config: dict[str, Any], runtime: Runtime):
+        self.config = config
+        store = FeatureStore.open(config["store"])
+        self.genotype: Genotype | None = None
+        if config["stage"] == "baselines":
+            self.run: TrainRun = baseline_run(
+                store, config["modalities"], _train_config(config["training"], config["seed"]), runtime
+            )
+        else:
+            method = config["setting"]["discretization"]
+            self.genotype = random_genotype(_space(config), method, random.Random(config["seed"]))
+            self.run = evaluation_run(
+                self.genotype,
+                store,
+                config["channels"],
+                _train_config(config["evaluation"], config["seed"]),
+                runtime,
+                config.get("modalities"),
+            )
+
+    @property
+    def done(self) -> bool:
+        return self.run.done
+
+    def step(self) -> dict[str, Any]:
+        return _metrics("train", self.run.step_epoch())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train": self.run.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run.load_state_dict(state["train"])
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Result rows keyed by table: this job fills one row of its stage's table."""
+        result = self.run.result()
+        row = {
+            "best_epoch": result.best_epoch,
+            "val_loss": result.best_val_loss,
+            "val_top1": result.val_top1,
+            "test_top1": result.test_top1,
+            "fusion_params": result.params,
+            "genotype": self.genotype.to_json(indent=None) if self.genotype else None,
+        }
+        return {self.config["stage"]: row}
+
+
+class SettingJob:
+    """Search one setting with PC-DARTS, then train its best-val genotype from scratch."""
+
+    def __init__(self, config: dict[str, Any], runtime: Runtime):
+        self.config, self.runtime = config, runtime
+        self.store = FeatureStore.open(config["store"])
+        self.search = SearchRun(
+            _space(config),
+            ClipSet.of(self.store, "train", "layer3", config.get("modalities")),
+            SearchConfig(
+                **config["search"],
+                discretization=config["setting"]["discretization"],
+                seed=config["seed"],
+            ),
+            runtime,
+        )
+        self.evaluation: TrainRun | None = None
+        self.search_seconds = 0.0
+
+    def _start_evaluation(self) -> None:
+        self.evaluation = evaluation_run(
+            self.search.result().genotype,
+            self.store,
+            self.config["channels"],
+            _train_config(self.config["evaluation"], self.config["seed"]),
+            self.runtime,
+            self.config.get("modalities"),
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.search.done and self.evaluation is not None and self.evaluation.done
+
+    def step(self) -> dict[str, Any]:
+        if not self.search.done:
+            started = time.perf_counter()
+            metrics = _metrics("search", self.search.step_epoch())
+            self.search_seconds += time.perf_counter() - started
+            return metrics
+        if self.evaluation is None:
+            self._start_evaluation()
+        return _metrics("evaluation", self.evaluation.step_epoch())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "search": self.search.state_dict(),
+            "search_seconds": self.search_seconds,
+            "evaluation": self.evaluation.state_dict() if self.evaluation else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.search.load_state_dict(state["search"])
+        self.search_seconds = state["search_seconds"]
+        if state["evaluation"] is not None:
+            self._start_evaluation()
+            self.evaluation.load_state_dict(state["evaluation"])
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        found = self.search.result()
+        rows = {
+            "search": {
+                "best_epoch": found.best_epoch,
+                "val_loss": found.best_val_loss,
+                "genotype": found.genotype.to_json(indent=None),
+                "wall_seconds": self.search_seconds,
+            }
+        }
+        if self.evaluation is not None and self.evaluation.history:
+            result = self.evaluation.result()
+            rows["evaluation"] = {
+                "best_epoch": result.best_epoch,
+                "val_loss": result.best_val_loss,
+                "val_top1": result.val_top1,
+                "test_top1": result.test_top1,
+                "fusion_params": result.params,
+                "genotype": found.genotype.to_json(indent=None),
+                "wall_seconds": sum(r.seconds for r in result.history),
+            }
+        return rows
+
+
+def make_trial_job(config: dict[str, Any], runtime: Runtime | None = None) -> SettingJob | TrainJob:
+    """The job a trial config describes (stage search → SettingJob; baselines, random → TrainJob)."""
+    runtime = runtime or Runtime()
+    if config["stage"] == "search":
+        return SettingJob(config, runtime)
+    if config["stage"] in ("baselines", "random"):
+        return TrainJob(config, runtime)
+    raise ValueError(f"trial {config.get('trial_key')!r}: unknown stage {config['stage']!r}")
