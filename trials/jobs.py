@@ -1,6 +1,6 @@
 """From a trial config to the library loops it runs, one epoch per step (no Ray here).
 
-A trial config is a plain dict made by :mod:`trials.expand`. ``make_trial_job(config)``
+A trial config is a plain dict made by :mod:`trials.expand` (or :mod:`trials.bohb`). ``make_trial_job(config)``
 returns a :class:`SettingJob` (a search, then the from-scratch evaluation of its
 best-val genotype, in one trial so the evaluation starts the moment its search ends) or a
 :class:`TrainJob` (a baseline, or a random genotype's evaluation). Both step one epoch at a
@@ -70,6 +70,16 @@ class TrainJob:
         if config["stage"] == "baselines":
             self.run: TrainRun = baseline_run(
                 store, config["modalities"], _train_config(config["training"], config["seed"]), runtime
+            )
+        elif config["stage"] == "bohb":
+            self.genotype = Genotype.from_json(config["genotype"], where=config["trial_key"])
+            self.run = evaluation_run(
+                self.genotype,
+                store,
+                config["channels"],
+                _train_config(config["evaluation"], config["seed"]),
+                runtime,
+                config.get("modalities"),
             )
         else:
             method = config["setting"]["discretization"]
@@ -192,10 +202,10 @@ class SettingJob:
 
 
 def make_trial_job(config: dict[str, Any], runtime: Runtime | None = None) -> SettingJob | TrainJob:
-    """The job a trial config describes (stage search → SettingJob; baselines, random → TrainJob)."""
+    """The job a trial config describes (search → SettingJob; baselines, random, bohb → TrainJob)."""
     runtime = runtime or Runtime()
     if config["stage"] == "search":
         return SettingJob(config, runtime)
-    if config["stage"] in ("baselines", "random"):
+    if config["stage"] in ("baselines", "random", "bohb"):
         return TrainJob(config, runtime)
     raise ValueError(f"trial {config.get('trial_key')!r}: unknown stage {config['stage']!r}")

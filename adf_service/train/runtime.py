@@ -30,7 +30,10 @@ class TrainingDiverged(RuntimeError):
 
     def __init__(self, epoch: int, what: str):
         super().__init__(f"{what} is not finite at epoch {epoch}: the run diverged")
-        self.epoch = epoch
+        self.epoch, self.what = epoch, what
+
+    def __reduce__(self):  # Ray ships exceptions between processes
+        return type(self), (self.epoch, self.what)
 
 
 def keep_freed_memory_in_heap() -> None:

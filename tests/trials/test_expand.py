@@ -1,0 +1,136 @@
+"""Grid → trial configs: counts per stage, stable seeds, unique keys, JSON-able configs."""
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+
+from adf_service.train import SearchConfig, TrainConfig
+from trials.expand import (
+    baseline_trials,
+    bohb_samples,
+    random_trials,
+    search_trials,
+    setting_key,
+    stage_counts,
+    trial_seed,
+)
+from trials.spec import load_grid, parse_grid
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def thesis():
+    return load_grid(EXAMPLES / "grid-thesis.yaml")
+
+
+def all_trials(spec):
+    return [*baseline_trials(spec), *search_trials(spec), *random_trials(spec)]
+
+
+def test_thesis_grid_makes_288_searches_and_evaluations_42_baselines_288_random(thesis):
+    counts = {"baselines": 42, "search": 288, "evaluation": 288, "random": 288, "bohb": 137}
+    assert stage_counts(thesis) == counts
+    assert len(baseline_trials(thesis)) == 42
+    assert len(search_trials(thesis)) == len(random_trials(thesis)) == 288
+
+
+def test_smoke_grid_counts():
+    smoke = load_grid(EXAMPLES / "grid-smoke.yaml")
+    assert stage_counts(smoke) == {"baselines": 2, "search": 4, "evaluation": 4, "random": 4, "bohb": 3}
+
+
+def test_bohb_samples_follow_the_hyperband_bracket_formula():
+    # 2..70 epochs, eta 3: s_max = 3; brackets s = 3, 2, 1, 0 sample 27, 12, 6, 4 configurations.
+    assert [bohb_samples(2, 70, 3, i) for i in (1, 2, 3, 4)] == [27, 39, 45, 49]
+    assert bohb_samples(2, 70, 3, 10) == 2 * 49 + 27 + 12
+    assert bohb_samples(1, 3, 3, 1) == 3  # s_max = 1: one bracket of ceil(2/2 · 3)
+    assert bohb_samples(1, 27, 3, 1) == 27  # budgets exactly a power of eta: s_max = 3
+
+
+def test_samples_overrides_and_disabled_stages_count_zero():
+    spec = parse_grid(
+        "name: x\ndataset: {store: s}\n"
+        "bohb: {samples: 5}\nrandom: {enabled: false}\nbaselines: {enabled: false}\n"
+    )
+    assert stage_counts(spec) == {"baselines": 0, "search": 288, "evaluation": 288, "random": 0, "bohb": 5}
+    assert baseline_trials(spec) == [] and random_trials(spec) == []
+    assert stage_counts(parse_grid("name: x\ndataset: {store: s}\nbohb: {enabled: false}\n"))["bohb"] == 0
+
+
+def test_expansion_is_deterministic_and_keys_are_unique(thesis):
+    trials = all_trials(thesis)
+    assert trials == all_trials(load_grid(EXAMPLES / "grid-thesis.yaml"))
+    assert len({t["trial_key"] for t in trials}) == len(trials) == 42 + 288 + 288
+
+
+def test_trial_seed_is_crc32_of_grid_seed_and_trial_key(thesis):
+    first = search_trials(thesis)[0]
+    assert first["trial_key"] == "search-S1-all-I1-C1-r0"
+    assert first["seed"] == zlib.crc32(b"0/search-S1-all-I1-C1-r0") & 0x7FFFFFFF == 2_036_333_066
+    assert trial_seed(0, "search-S1-all-I1-C1-r0") == first["seed"]
+    assert all(0 <= t["seed"] < 2**31 for t in all_trials(thesis))
+
+
+def test_seeds_differ_between_repeats_and_trials_and_follow_the_grid_seed(thesis):
+    trials = all_trials(thesis)
+    assert len({t["seed"] for t in trials}) == len(trials)
+    by_key = {t["trial_key"]: t["seed"] for t in trials}
+    assert by_key["search-S2-all-I2-C2-r0"] != by_key["search-S2-all-I2-C2-r1"]
+    reseeded = thesis.model_copy(update={"seed": 1})
+    assert search_trials(reseeded)[0]["seed"] != search_trials(thesis)[0]["seed"]
+
+
+def test_a_trials_seed_does_not_depend_on_the_rest_of_the_grid(thesis):
+    narrow = parse_grid(
+        "name: y\ndataset: {store: t}\nspace: {operators: [S2], inputs: [2], cells: [2]}\nrepeats: 2\n"
+    )
+    wide = {t["trial_key"]: t["seed"] for t in search_trials(thesis)}
+    assert all(wide[t["trial_key"]] == t["seed"] for t in search_trials(narrow))
+
+
+def test_trials_run_repeat_by_repeat_so_the_first_pass_covers_every_setting(thesis):
+    first_pass = search_trials(thesis)[:48]
+    assert {t["repeat"] for t in first_pass} == {0}
+    assert len({setting_key(**t["setting"]) for t in first_pass}) == 48
+
+
+def test_search_trial_shape(thesis):
+    trial = next(t for t in search_trials(thesis) if t["trial_key"] == "search-S2-all-I2-C2-r3")
+    assert trial["setting"] == {"operators": "S2", "discretization": "all", "n_inputs": 2, "n_cells": 2}
+    assert (trial["stage"], trial["repeat"], trial["store"], trial["modalities"]) == (
+        "search", 3, "features/hmdb51-split1", None,
+    )
+    assert (trial["channels"], trial["partial_k"]) == (512, 4)
+    assert trial["search"] == thesis.search.model_dump()
+    assert trial["evaluation"] == thesis.evaluation.model_dump()
+
+
+def test_random_trials_have_the_search_trials_shape(thesis):
+    for searched, drawn in zip(search_trials(thesis), random_trials(thesis)):
+        assert drawn["stage"] == "random" and drawn["trial_key"] == "random" + searched["trial_key"][6:]
+        assert set(drawn) == set(searched) and drawn["setting"] == searched["setting"]
+        assert drawn["seed"] != searched["seed"]
+
+
+def test_baseline_trials_name_their_combo(thesis):
+    trial = next(t for t in baseline_trials(thesis) if t["trial_key"] == "baselines-R+F-r0")
+    assert (trial["stage"], trial["modalities"], trial["combo"], trial["repeat"]) == (
+        "baselines", ["rgb", "flow"], "R+F", 0,
+    )
+    assert trial["training"] == thesis.baselines.training.model_dump()
+
+
+def test_configs_are_plain_json_and_fit_the_library_configs(thesis):
+    smoke = load_grid(EXAMPLES / "grid-smoke.yaml")
+    for spec in (thesis, smoke):
+        trials = all_trials(spec)
+        assert json.loads(json.dumps(trials)) == trials  # no tuples, numpy scalars or other non-JSON types
+        for t in trials:
+            if t["stage"] == "baselines":
+                TrainConfig(**t["training"], seed=t["seed"])
+                continue
+            SearchConfig(**t["search"], seed=t["seed"], discretization=t["setting"]["discretization"])
+            TrainConfig(**t["evaluation"], seed=t["seed"])

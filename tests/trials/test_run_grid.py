@@ -1,0 +1,91 @@
+"""A whole job on a real local Ray: every stage's trials, the Parquet tables, BOHB."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from adf_service.features import generate_synthetic_store
+from trials.pipeline import ResourceError, run_grid
+from trials.results import STAGES
+from trials.spec import parse_grid
+
+GRID = """
+name: tiny
+dataset: {{store: {store}}}
+space: {{operators: [S2], discretizations: [all, topk], inputs: [1], cells: [1], channels: 8}}
+repeats: 1
+search: {{epochs: 2, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003}}
+evaluation: {{epochs: 2, batch_size: 16, lr: 0.05}}
+baselines: {{combos: [[rgb, flow, pose], [rgb]], repeats: 1, training: {{epochs: 2, batch_size: 16, lr: 0.05}}}}
+random: {{repeats: 1}}
+bohb: {{samples: 3, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1}}
+resources: {{gpus_per_trial: {gpus}, cpus_per_trial: 1}}
+seed: 5
+storage: {storage}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return generate_synthetic_store(
+        tmp_path_factory.mktemp("grid") / "store", n_train=48, n_test=24, n_classes=3, seed=4,
+        channels=(8, 8, 4), spatial=(2, 4, 4),
+    )
+
+
+def grid(store, storage, gpus=1):
+    return parse_grid(GRID.format(store=store.path, storage=storage, gpus=gpus))
+
+
+def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store, tmp_path):
+    # gpus_per_trial: 1 on a cluster with no GPU runs the trials on CPUs.
+    outcome = run_grid(grid(store, tmp_path), job_id="job1", show_progress=False)
+    tables = {stage: pq.read_table(outcome.tables[stage]).to_pylist() for stage in STAGES}
+    assert {s: len(rows) for s, rows in tables.items()} == {
+        "baselines": 2, "search": 2, "evaluation": 2, "random": 2, "bohb": 3,
+    }
+    for stage, rows in tables.items():
+        assert all(r["status"] == "succeeded" and r["job"] == "job1" for r in rows), rows
+        assert len({r["trial_key"] for r in rows}) == len(rows)
+    search = {r["trial_key"]: r for r in tables["search"]}
+    for row in tables["evaluation"]:
+        assert row["genotype"] == search[row["trial_key"]]["genotype"]
+        assert 0 <= row["test_top1"] <= 100 and row["fusion_params"] > 0
+    best = max(tables["evaluation"], key=lambda r: (r["test_top1"], -r["val_loss"]))
+    for row in tables["bohb"]:
+        assert row["genotype"] == best["genotype"]
+        sampled = json.loads(row["config"])["evaluation"]
+        assert type(sampled["optimizer"]) is str and type(sampled["batch_size"]) is int
+    assert (outcome.job_dir / "spec.json").exists() and (outcome.job_dir / "environment.json").exists()
+
+
+def test_resources_no_node_has_fail_at_once(local_ray, store, tmp_path):
+    spec = grid(store, tmp_path).model_copy(update={"resources": grid(store, tmp_path).resources.model_copy(update={"cpus_per_trial": 64})})
+    with pytest.raises(ResourceError, match="64 CPU"):
+        run_grid(spec, job_id="too-big", show_progress=False)
+
+
+def test_a_trial_failing_on_every_retry_gets_a_failed_row_and_the_job_goes_on(local_ray, store, tmp_path):
+    spec = grid(store, tmp_path)
+    diverging = spec.baselines.training.model_copy(update={"lr": 1e30})
+    spec = spec.model_copy(update={
+        "baselines": spec.baselines.model_copy(update={"training": diverging, "combos": [["rgb"]]}),
+        "bohb": spec.bohb.model_copy(update={"enabled": False}),
+        "random": spec.random.model_copy(update={"enabled": False}),
+    })
+    outcome = run_grid(spec, job_id="failing", show_progress=False, max_failures=1)
+    (baseline,) = pq.read_table(outcome.tables["baselines"]).to_pylist()
+    assert baseline["status"] == "failed" and "not finite at epoch 1" in baseline["error"]
+    assert baseline["test_top1"] is None
+    evaluation = pq.read_table(outcome.tables["evaluation"]).to_pylist()
+    assert [r["status"] for r in evaluation] == ["succeeded", "succeeded"]
+    assert pq.read_table(outcome.tables["bohb"]).num_rows == 0

@@ -1,0 +1,1 @@
+"""Ray Tune: grid spec → trial configs → trainables → stages → Parquet results."""

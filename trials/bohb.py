@@ -1,0 +1,102 @@
+"""Stage 5: BOHB on the best evaluated genotype (TuneBOHB + HyperBandForBOHB, DESIGN §5).
+
+Budget = training epochs from ``min_epochs`` to ``max_epochs`` with reduction factor
+``eta``; the space is batch size × lr (log) × optimizer × L2 (log). HyperBandForBOHB pauses
+trials and resumes them later, so the trainable checkpoints every epoch (otherwise a
+resumed trial restarts at epoch 1 and its budget is wasted). Sampled values arrive as
+numpy scalars: they are made plain Python before they reach a config, Parquet or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from typing import Any
+
+import ConfigSpace as CS
+from ray import tune
+from ray.tune.schedulers import HyperBandForBOHB
+from ray.tune.search.bohb import TuneBOHB
+
+from trials.expand import trial_seed
+from trials.spec import GridSpec
+from trials.trainable import StageTrainable
+
+__all__ = ["BohbTrainable", "bohb_config_space", "bohb_trial", "bohb_tuner_parts"]
+
+
+def bohb_config_space(spec: GridSpec, seed: int) -> CS.ConfigurationSpace:
+    b = spec.bohb
+    space = CS.ConfigurationSpace(seed=seed)
+    space.add(
+        [
+            CS.CategoricalHyperparameter("batch_size", list(b.batch_sizes)),
+            CS.UniformFloatHyperparameter("lr", b.lr[0], b.lr[1], log=True),
+            CS.CategoricalHyperparameter("optimizer", list(b.optimizers)),
+            CS.UniformFloatHyperparameter("weight_decay", b.weight_decay[0], b.weight_decay[1], log=True),
+        ]
+    )
+    return space
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars (np.int64, np.str_, ...) → int, float, str."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def bohb_trial(spec: GridSpec, best: dict[str, Any], genotype_json: str) -> dict[str, Any]:
+    """The constant part of every BOHB trial: the best trial's setting and genotype."""
+    return {
+        "stage": "bohb",
+        "trial_key": "bohb",
+        "setting": best["setting"],
+        "repeat": 0,
+        "seed": trial_seed(spec.seed, "bohb"),
+        "store": best["store"],
+        "modalities": best.get("modalities"),
+        "channels": best["channels"],
+        "partial_k": best["partial_k"],
+        "genotype": genotype_json,
+        "evaluation": dict(best["evaluation"], epochs=spec.bohb.max_epochs),
+        "min_epochs": spec.bohb.min_epochs,
+    }
+
+
+class BohbTrainable(StageTrainable):
+    """A BOHB trial: the base trial with BOHB's sampled hyper-parameters for its training."""
+
+    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
+        sampled = {k: plain(v) for k, v in config.items() if k in ("batch_size", "lr", "optimizer", "weight_decay")}
+        self.sampled = sampled
+        self.min_epochs = base["min_epochs"]
+        trial = dict(base)
+        trial["evaluation"] = dict(base["evaluation"], **sampled)
+        trial["trial_key"] = f"bohb-{self.trial_id}"
+        super().setup({"trial": trial})
+
+    def step(self) -> dict[str, Any]:
+        metrics = super().step()
+        # HyperBand's budget unit is `min_epochs` epochs, so its smallest rung is min_epochs.
+        metrics["budget"] = metrics["epoch"] / self.min_epochs
+        # The scheduler may stop a trial at any rung: every result carries the trial's row.
+        metrics["rows"] = json.dumps(self.job.rows())
+        metrics.setdefault("device", f"{platform.node()} {self.runtime.describe()}")
+        metrics["sampled"] = json.dumps(self.sampled)
+        return metrics
+
+
+def bohb_tuner_parts(spec: GridSpec, seed: int) -> tuple[TuneBOHB, HyperBandForBOHB]:
+    b = spec.bohb
+    search = TuneBOHB(space=bohb_config_space(spec, seed), metric="val_loss", mode="min", seed=seed)
+    scheduler = HyperBandForBOHB(
+        time_attr="budget",  # epochs / min_epochs: budgets run from min_epochs to max_epochs
+        max_t=max(b.max_epochs // b.min_epochs, 1),
+        reduction_factor=b.eta,
+        metric="val_loss",
+        mode="min",
+    )
+    return search, scheduler
+
+
+def with_base(trial: dict[str, Any]):
+    return tune.with_parameters(BohbTrainable, base=trial)

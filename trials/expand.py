@@ -1,0 +1,149 @@
+"""Grid → trial configs: one plain, JSON-able dict per trial, in a fixed order (no Ray here).
+
+Each stage has one function (:func:`baseline_trials`, :func:`search_trials`,
+:func:`random_trials`); :func:`stage_counts` says how many trials each stage makes without
+building them. A trial's seed depends only on the grid's ``seed`` and the trial's key
+(:func:`trial_seed`), so adding a setting or a repeat to a grid leaves every other trial's
+seed as it was. Trials are ordered repeat by repeat: the first pass covers every setting
+before any setting runs twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from adf_service.demo import combo_name
+
+if TYPE_CHECKING:
+    from trials.spec import GridSpec
+
+__all__ = [
+    "baseline_trials",
+    "bohb_samples",
+    "random_trials",
+    "search_trials",
+    "setting_key",
+    "settings",
+    "stage_counts",
+    "trial_seed",
+]
+
+
+def setting_key(operators: str, discretization: str, n_inputs: int, n_cells: int) -> str:
+    """The thesis' (S, disc, I, C) as one name, e.g. ``S2-all-I2-C2``."""
+    return f"{operators}-{discretization}-I{n_inputs}-C{n_cells}"
+
+
+def trial_seed(grid_seed: int, *parts: object) -> int:
+    """A seed in [0, 2**31) for one trial: CRC-32 of ``"<grid_seed>/<part>/<part>..."``.
+
+    The trial functions call it with the trial key, so ``trial_seed(0, "search-S2-all-I2-C2-r0")``
+    is ``zlib.crc32(b"0/search-S2-all-I2-C2-r0") & 0x7FFFFFFF``; stable across runs,
+    machines and Python versions (unlike ``hash``).
+    """
+    canonical = "/".join(str(part) for part in (grid_seed, *parts))
+    return zlib.crc32(canonical.encode()) & 0x7FFF_FFFF
+
+
+def settings(spec: GridSpec) -> list[dict[str, Any]]:
+    """Every (operators, discretization, n_inputs, n_cells) of the grid, in the spec's order."""
+    space = spec.space
+    return [
+        {"operators": s, "discretization": d, "n_inputs": i, "n_cells": c}
+        for s, d, i, c in itertools.product(space.operators, space.discretizations, space.inputs, space.cells)
+    ]
+
+
+def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[dict[str, Any]]:
+    trials = []
+    for repeat in range(repeats):
+        for setting in settings(spec):
+            key = f"{stage}-{setting_key(**setting)}-r{repeat}"
+            trials.append(
+                {
+                    "stage": stage,
+                    "trial_key": key,
+                    "setting": setting,
+                    "repeat": repeat,
+                    "seed": trial_seed(spec.seed, key),
+                    "store": spec.dataset.store,
+                    "modalities": list(spec.dataset.modalities) if spec.dataset.modalities else None,
+                    "channels": spec.space.channels,
+                    "partial_k": spec.space.partial_k,
+                    "search": spec.search.model_dump(),
+                    "evaluation": spec.evaluation.model_dump(),
+                }
+            )
+    return trials
+
+
+def search_trials(spec: GridSpec) -> list[dict[str, Any]]:
+    """Stages 2–3: one trial per setting × repeat; it searches, then evaluates its genotype."""
+    return _setting_trials(spec, "search", spec.repeats)
+
+
+def random_trials(spec: GridSpec) -> list[dict[str, Any]]:
+    """Stage 4: like the search trials; the trainable draws the random genotype from ``seed``."""
+    return _setting_trials(spec, "random", spec.random.repeats) if spec.random.enabled else []
+
+
+def baseline_trials(spec: GridSpec) -> list[dict[str, Any]]:
+    """Stage 1: one late-fusion baseline per modality combo × repeat (thesis §5.2.3)."""
+    baselines = spec.baselines
+    if not baselines.enabled:
+        return []
+    trials = []
+    for repeat in range(baselines.repeats):
+        for combo in baselines.combos:
+            name = combo_name(combo)
+            key = f"baselines-{name}-r{repeat}"
+            trials.append(
+                {
+                    "stage": "baselines",
+                    "trial_key": key,
+                    "modalities": list(combo),
+                    "combo": name,
+                    "repeat": repeat,
+                    "seed": trial_seed(spec.seed, key),
+                    "store": spec.dataset.store,
+                    "training": baselines.training.model_dump(),
+                }
+            )
+    return trials
+
+
+def bohb_samples(min_budget: float, max_budget: float, eta: int, iterations: int) -> int:
+    """How many configurations HyperBand samples in ``iterations`` iterations (Li et al. 2017).
+
+    ``s_max = floor(log_eta(max/min))``; iteration ``i`` runs bracket ``s = s_max − (i mod
+    (s_max+1))``, which samples ``n = ceil((s_max+1)/(s+1) · eta**s)`` configurations.
+    The thesis' BOHB (min 2, max 70, η 3, 10 iterations): s_max = 3, brackets of 27, 12, 6
+    and 4 configurations, 137 in all.
+    """
+    s_max = 0
+    while min_budget * eta ** (s_max + 1) <= max_budget:  # integer-exact floor(log_eta)
+        s_max += 1
+    total = 0
+    for i in range(iterations):
+        s = s_max - i % (s_max + 1)
+        total += -(-(s_max + 1) * eta**s // (s + 1))  # ceil without float rounding
+    return total
+
+
+def stage_counts(spec: GridSpec) -> dict[str, int]:
+    """Trials per stage, in the order the stages run; 0 for a disabled stage."""
+    n_settings = len(settings(spec))
+    bohb = spec.bohb
+    return {
+        "baselines": len(spec.baselines.combos) * spec.baselines.repeats if spec.baselines.enabled else 0,
+        "search": n_settings * spec.repeats,
+        "evaluation": n_settings * spec.repeats,
+        "random": n_settings * spec.random.repeats if spec.random.enabled else 0,
+        "bohb": (
+            (bohb.samples or bohb_samples(bohb.min_epochs, bohb.max_epochs, bohb.eta, bohb.iterations))
+            if bohb.enabled
+            else 0
+        ),
+    }

@@ -1,0 +1,148 @@
+"""Result tables: one Parquet file per stage under ``<storage>/<job>/results/``.
+
+Columns are documented in docs/results.md. A failed trial still gets its row, with
+``status = "failed"`` and the error; numbers are null there.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import adf_service
+
+__all__ = ["RESULT_SCHEMA", "STAGES", "code_version", "environment", "read_table", "write_tables"]
+
+STAGES = ("baselines", "search", "evaluation", "random", "bohb")
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("job", pa.string()),
+        ("stage", pa.string()),
+        ("trial_id", pa.string()),
+        ("trial_key", pa.string()),
+        ("operators", pa.string()),
+        ("discretization", pa.string()),
+        ("n_inputs", pa.int32()),
+        ("n_cells", pa.int32()),
+        ("modalities", pa.string()),
+        ("repeat", pa.int32()),
+        ("seed", pa.int64()),
+        ("best_epoch", pa.int32()),
+        ("val_loss", pa.float64()),
+        ("val_top1", pa.float64()),
+        ("test_top1", pa.float64()),
+        ("fusion_params", pa.int64()),
+        ("total_params", pa.int64()),
+        ("genotype", pa.string()),
+        ("config", pa.string()),
+        ("wall_seconds", pa.float64()),
+        ("device", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def trial_rows(
+    job: str,
+    trial_id: str,
+    trial: dict[str, Any],
+    final: dict[str, Any] | None,
+    error: str | None,
+    backbone_params: int | None,
+) -> dict[str, dict[str, Any]]:
+    """Rows (by table) for one finished or failed trial."""
+    setting = trial.get("setting", {})
+    base = {
+        "job": job,
+        "trial_id": trial_id,
+        "trial_key": trial["trial_key"],
+        "operators": setting.get("operators"),
+        "discretization": setting.get("discretization"),
+        "n_inputs": setting.get("n_inputs"),
+        "n_cells": setting.get("n_cells"),
+        "modalities": "+".join(trial.get("modalities") or []) or None,
+        "repeat": trial.get("repeat"),
+        "seed": trial.get("seed"),
+        "device": (final or {}).get("device"),
+    }
+    stage = trial["stage"]
+    tables = ["search", "evaluation"] if stage == "search" else [stage]
+    produced = json.loads(final["rows"]) if final and "rows" in final and not error else {}
+    rows = {}
+    for table in tables:
+        row = dict(base, stage=table, status="succeeded", error=None)
+        if table in produced:
+            row.update(produced[table])
+            row.setdefault("wall_seconds", (final or {}).get("wall_seconds"))
+            if row.get("fusion_params") is not None and backbone_params is not None:
+                row["total_params"] = row["fusion_params"] + backbone_params
+        else:
+            row.update(status="failed", error=error or "the trial ended without a result")
+        rows[table] = row
+    return rows
+
+
+def write_tables(job_dir: Path, rows: Iterable[dict[str, Any]]) -> dict[str, Path]:
+    """Write one Parquet file per stage (every stage gets a file, possibly empty)."""
+    out = Path(job_dir) / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    by_stage: dict[str, list[dict[str, Any]]] = {s: [] for s in STAGES}
+    for row in rows:
+        by_stage[row["stage"]].append(row)
+    paths = {}
+    for stage, stage_rows in by_stage.items():
+        stage_rows.sort(key=lambda r: r["trial_key"])
+        table = pa.Table.from_pylist(
+            [{name: r.get(name) for name in RESULT_SCHEMA.names} for r in stage_rows], schema=RESULT_SCHEMA
+        )
+        path = out / f"{stage}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        paths[stage] = path
+    return paths
+
+
+def read_table(job_dir: Path, stage: str) -> pa.Table:
+    return pq.read_table(Path(job_dir) / "results" / f"{stage}.parquet")
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    version = adf_service.__version__
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(adf_service.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
+def environment() -> dict[str, Any]:
+    packages = {}
+    for name in ("torch", "numpy", "pyarrow", "ray", "pydantic", "hpbandster", "ConfigSpace"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "code_version": code_version(),
+        "packages": packages,
+    }

@@ -1,0 +1,350 @@
+"""grid.yaml: the job spec, validated by pydantic, with errors that name the key and the line.
+
+A grid names a feature store, the search-space axes of thesis §5.2.1, the training
+hyper-parameters of §5.2.2–5.2.3, the baseline, random-architecture and BOHB stages, and
+where and how the trials run. Every default is the thesis' value; docs/grid.md is the
+reference. :func:`load_grid` / :func:`parse_grid` report every problem on its own line,
+``grid.yaml line 12: space.operators[1]: 'S3' not in {S1, S2}``; a JSON body goes through
+:func:`validate_grid` (same messages, no lines) or :meth:`GridSpec.model_validate`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from adf_service.demo import BASELINE_COMBOS
+from adf_service.space import (
+    CELLS_RANGE,
+    DISCRETIZATIONS,
+    INPUTS_RANGE,
+    OPERATOR_SETS,
+    SearchSpace,
+    SearchSpaceError,
+)
+from adf_service.train import SearchConfig, TrainConfig
+from adf_service.train.fit import OPTIMIZERS
+from trials.expand import stage_counts
+from trials.gridfile import GridProblem, GridSpecError, Loc, Problems, compose, explain
+
+__all__ = [
+    "MODALITIES",
+    "BaselineSpec",
+    "BohbSpec",
+    "DatasetSpec",
+    "GridProblem",
+    "GridSpec",
+    "GridSpecError",
+    "RandomSpec",
+    "ResourceSpec",
+    "SearchHyper",
+    "SpaceAxes",
+    "SyntheticSpec",
+    "TrainHyper",
+    "load_grid",
+    "parse_grid",
+    "validate_grid",
+]
+
+MODALITIES = tuple(dict.fromkeys(m for combo in BASELINE_COMBOS for m in combo))  # rgb, flow, pose
+Modality = Literal[MODALITIES]
+Operators = Literal[tuple(OPERATOR_SETS)]
+Discretization = Literal[DISCRETIZATIONS]
+NInputs = Literal[INPUTS_RANGE]
+NCells = Literal[CELLS_RANGE]
+Optimizer = Literal[OPTIMIZERS]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _distinct(values: list, keys: list | None = None) -> list:
+    """``values`` unchanged, or :class:`Problems` pointing at each repeated item."""
+    seen: set = set()
+    problems = []
+    for i, (value, key) in enumerate(zip(values, keys or values)):
+        if key in seen:
+            problems.append(((i,), f"{value!r} is listed twice"))
+        seen.add(key)
+    if problems:
+        raise Problems(*problems)
+    return values
+
+
+class _Spec(BaseModel):
+    # A misspelt key is an error; strict: no true → 1, 2.5 → error rather than 2, "6" → 6.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SyntheticSpec(_Spec):
+    """Generate a "what moves where" store (docs/synthetic-data.md) where ``store`` is missing."""
+
+    clips: int = Field(1200, ge=8)  # train + test clips; a quarter are test clips
+    classes: int = Field(4, ge=2)
+    seed: int = Field(0, ge=0)
+    layout: Literal["at", "beside"] = "at"  # "beside" needs spatial context to solve
+
+
+class DatasetSpec(_Spec):
+    store: str = Field(min_length=1)  # feature store directory, path or URI (docs/feature-store.md)
+    modalities: list[str] | None = Field(None, min_length=1)  # None: every modality of the store
+    synthetic: SyntheticSpec | None = None  # None: the store must exist
+
+    @field_validator("modalities")
+    @classmethod
+    def _distinct_modalities(cls, values: list[str] | None) -> list[str] | None:
+        return values if values is None else _distinct(values)
+
+
+class SpaceAxes(_Spec):
+    """The grid's axes (thesis §5.2.1); every combination is one search setting."""
+
+    operators: list[Operators] = Field(list(OPERATOR_SETS), min_length=1)  # §5.2.1, tables 1–2: S1, S2
+    discretizations: list[Discretization] = Field(list(DISCRETIZATIONS), min_length=1)  # §4.2.3: all, topk
+    inputs: list[NInputs] = Field(list(INPUTS_RANGE), min_length=1)  # §5.2.1: I ∈ {1, 2, 3}
+    cells: list[NCells] = Field(list(CELLS_RANGE), min_length=1)  # §5.2.1: C ∈ {1, 2, 3, 4}
+    channels: int = Field(SearchSpace.channels, ge=1)  # §4.1.3: the stem reduces to 512 channels
+    partial_k: int = Field(SearchSpace.partial_k, ge=1)  # §5.2.2: K = 4, 25 % of channels sampled
+
+    @field_validator("inputs", "cells", mode="before")
+    @classmethod
+    def _no_booleans(cls, values: Any) -> Any:
+        flagged = [  # Literal[1, 2, 3] would take true for 1
+            ((i,), f"expected an integer, got {str(v).lower()}")
+            for i, v in enumerate(values if isinstance(values, list) else [])
+            if isinstance(v, bool)
+        ]
+        if flagged:
+            raise Problems(*flagged)
+        return values
+
+    @field_validator("operators", "discretizations", "inputs", "cells")
+    @classmethod
+    def _distinct_values(cls, values: list) -> list:
+        return _distinct(values)
+
+    @model_validator(mode="after")
+    def _settings_are_valid(self) -> SpaceAxes:
+        try:
+            for setting in itertools.product(self.operators, self.inputs, self.cells):
+                SearchSpace(*setting, channels=self.channels, partial_k=self.partial_k)
+        except SearchSpaceError as exc:  # what is left after the fields' checks: K ∤ channels
+            raise Problems((("partial_k",), str(exc))) from None
+        return self
+
+
+class SearchHyper(_Spec):
+    """PC-DARTS hyper-parameters; the names are :class:`adf_service.train.SearchConfig`'s."""
+
+    epochs: int = Field(SearchConfig.epochs, ge=1)  # §5.2.2: PC-DARTS for 50 epochs
+    warmup_epochs: int = Field(SearchConfig.warmup_epochs, ge=0)  # §5.2.2: α frozen for 5 epochs
+    batch_size: int = Field(SearchConfig.batch_size, ge=1)  # §5.2.2: 64
+    lr: float = Field(SearchConfig.lr, gt=0)  # §5.2.2: w by SGD from 2e-3, cosine to 0
+    momentum: float = Field(SearchConfig.momentum, ge=0, lt=1)  # §5.2.2: 0.9
+    weight_decay: float = Field(SearchConfig.weight_decay, ge=0)  # §5.2.3: L2 3e-4
+    arch_lr: float = Field(SearchConfig.arch_lr, gt=0)  # §5.2.2: α by Adam from 3e-4, cosine to 0
+    arch_weight_decay: float = Field(SearchConfig.arch_weight_decay, ge=0)  # PC-DARTS' code: 1e-3
+    second_order: bool = SearchConfig.second_order  # DESIGN §5: first-order unless asked
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> SearchHyper:
+        if self.warmup_epochs > self.epochs:
+            raise Problems((("warmup_epochs",), f"{self.warmup_epochs} is more than epochs {self.epochs}"))
+        return self
+
+
+class TrainHyper(_Spec):
+    """From-scratch training; the names are :class:`adf_service.train.TrainConfig`'s."""
+
+    epochs: int = Field(TrainConfig.epochs, ge=1)  # §5.2.2: 70 epochs from scratch
+    batch_size: int = Field(TrainConfig.batch_size, ge=1)  # §5.2.2: as in the search, 64
+    optimizer: Optimizer = TrainConfig.optimizer  # §5.2.3: SGD
+    lr: float = Field(TrainConfig.lr, gt=0)  # §5.2.3: 2e-3, cosine-annealed to 0
+    momentum: float = Field(TrainConfig.momentum, ge=0, lt=1)  # §5.2.3: 0.9 (SGD only)
+    weight_decay: float = Field(TrainConfig.weight_decay, ge=0)  # §5.2.3: L2 3e-4
+
+
+class BaselineSpec(_Spec):
+    """Stage 1: late fusion (pool, concat, FC) of layer4 features per modality combo."""
+
+    enabled: bool = True  # §5.2.3: the thesis compares every fusion with these
+    combos: list[list[Modality]] = Field([list(c) for c in BASELINE_COMBOS], min_length=1)  # §5.2.3: the 7
+    repeats: int = Field(6, ge=1)  # §5.2.3: "each baseline run is repeated six times"
+    training: TrainHyper = TrainHyper()  # §5.2.3: the fusion networks' procedure
+
+    @field_validator("combos")
+    @classmethod
+    def _distinct_combos(cls, combos: list[list[str]]) -> list[list[str]]:
+        problems = [((i,), "lists no modality") for i, combo in enumerate(combos) if not combo]
+        for i, combo in enumerate(combos):
+            try:
+                _distinct(combo)
+            except Problems as exc:
+                problems += [((i, *loc), message) for loc, message in exc.problems]
+        try:
+            _distinct(combos, keys=[frozenset(c) for c in combos])
+        except Problems as exc:
+            problems += exc.problems
+        if problems:
+            raise Problems(*problems)
+        return combos
+
+
+class RandomSpec(_Spec):
+    """Stage 4: a random genotype per setting, evaluated like a searched one."""
+
+    enabled: bool = True  # §5.3.1: searched vs randomly sampled architectures (table 4)
+    repeats: int = Field(6, ge=1)  # DESIGN §5: repeated like the search
+
+
+class BohbSpec(_Spec):
+    """Stage 5: BOHB on the best evaluated genotype (thesis table 5)."""
+
+    enabled: bool = True  # §5.3.1: BOHB on the best found architecture
+    iterations: int = Field(10, ge=1)  # table 5: 10 iterations
+    min_epochs: int = Field(2, ge=1)  # table 5: budgets from 2 ...
+    max_epochs: int = Field(70, ge=1)  # ... to 70 epochs
+    eta: int = Field(3, ge=2)  # table 5: η = 3
+    batch_sizes: list[PositiveInt] = Field([4, 8, 16, 32], min_length=1)  # table 5: categorical
+    lr: list[float] = Field([1e-5, 1e-2], min_length=2, max_length=2)  # table 5: [low, high], log scale
+    optimizers: list[Optimizer] = Field(sorted(OPTIMIZERS), min_length=1)  # table 5: Adam, AdamW, SGD
+    weight_decay: list[float] = Field([1e-5, 2e-2], min_length=2, max_length=2)  # table 5: L2, log scale
+    samples: int | None = Field(None, ge=1)  # None: what `iterations` HyperBand iterations sample
+
+    @field_validator("batch_sizes", "optimizers")
+    @classmethod
+    def _distinct_choices(cls, values: list) -> list:
+        return _distinct(values)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> BohbSpec:
+        problems: list[tuple[Loc, str]] = []
+        if self.min_epochs >= self.max_epochs:
+            message = f"{self.min_epochs} must be below max_epochs {self.max_epochs}"
+            problems.append((("min_epochs",), message))
+        for name in ("lr", "weight_decay"):
+            low, high = getattr(self, name)
+            if not 0 < low < high:
+                message = f"[{low:g}, {high:g}] needs 0 < low < high (sampled on a log scale)"
+                problems.append(((name,), message))
+        if problems:
+            raise Problems(*problems)
+        return self
+
+
+class ResourceSpec(_Spec):
+    """What Ray reserves for every trial."""
+
+    gpus_per_trial: float = Field(1.0, ge=0)  # below 1: trials share a GPU; 0: CPU only
+    cpus_per_trial: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _whole_above_one(self) -> ResourceSpec:
+        problems = [
+            ((name,), f"{value:g}: Ray takes fractions only below 1; above, whole numbers")
+            for name, value in self.model_dump().items()
+            if value > 1 and value != int(value)
+        ]
+        if problems:
+            raise Problems(*problems)
+        return self
+
+
+class GridSpec(_Spec):
+    """One job: every stage's trials, how they run and where their results go."""
+
+    name: str  # 1–64 characters of A–Z a–z 0–9 _ . -, starting with a letter or digit: names the job
+    dataset: DatasetSpec
+    space: SpaceAxes = SpaceAxes()  # §5.2.1: 3 × 4 × 2 × 2 = 48 settings
+    repeats: int = Field(6, ge=1)  # §5.2.1: every setting searched six times
+    search: SearchHyper = SearchHyper()  # §5.2.2
+    evaluation: TrainHyper = TrainHyper()  # §5.2.2: "the same as those used for searching"
+    baselines: BaselineSpec = BaselineSpec()  # §5.2.3
+    random: RandomSpec = RandomSpec()  # §5.3.1
+    bohb: BohbSpec = BohbSpec()  # §5.3.1, table 5
+    resources: ResourceSpec = ResourceSpec()
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
+    seed: int = Field(0, ge=0)  # every trial's seed derives from it (trials.expand.trial_seed)
+    storage: str = Field("runs", min_length=1)  # local path or pyarrow filesystem URI (s3://, gs://)
+    max_trials: int = Field(2000, ge=1)  # refuse bigger grids: `repeats: 600` must not launch 28,800
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_a_path(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r}: 1–64 characters of A–Z a–z 0–9 _ . -, starting with a letter or digit "
+                "(it names the job's directory)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _combos_in_dataset_and_size(self) -> GridSpec:
+        problems: list[tuple[Loc, str]] = []
+        chosen = self.dataset.modalities
+        if chosen is not None and self.baselines.enabled:
+            problems += [
+                (("baselines", "combos", i, j), f"{m!r} not in dataset.modalities {{{', '.join(chosen)}}}")
+                for i, combo in enumerate(self.baselines.combos)
+                for j, m in enumerate(combo)
+                if m not in chosen
+            ]
+        counts = stage_counts(self)
+        trials = sum(n for stage, n in counts.items() if stage != "evaluation")  # evaluation rides its search
+        if trials > self.max_trials:
+            listed = ", ".join(f"{stage} {n:,}" for stage, n in counts.items())
+            problems.append(
+                (
+                    ("max_trials",),
+                    f"the grid makes {trials:,} Ray trials ({listed}; each evaluation runs in its "
+                    f"search trial), more than max_trials {self.max_trials:,}: lower repeats or the "
+                    "axes, or raise max_trials",
+                )
+            )
+        if problems:
+            raise Problems(*problems)
+        return self
+
+
+def parse_grid(text: str, source: str = "<grid>") -> GridSpec:
+    """Validate a grid.yaml document; ``source`` names it in the messages.
+
+    Raises GridSpecError with one ``<source> line <n>: <key path>: <problem>`` per problem.
+    """
+    data, lines = compose(text, source)
+    return _validate(data, source, lines)
+
+
+def load_grid(path: str | Path) -> GridSpec:
+    """Read and validate a grid.yaml file (see :func:`parse_grid`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GridSpecError(str(path), [GridProblem("", f"cannot read the grid: {exc}")]) from None
+    return parse_grid(text, str(path))
+
+
+def validate_grid(data: Any, source: str = "<json>") -> GridSpec:
+    """Validate a parsed grid (a JSON body): GridSpecError messages as for a file, without lines."""
+    return _validate(data, source, {})
+
+
+def _validate(data: Any, source: str, lines: dict[Loc, int]) -> GridSpec:
+    if not isinstance(data, dict):
+        got = "empty" if data is None else f"a {type(data).__name__}"
+        message = f"a grid is a mapping of keys ({', '.join(GridSpec.model_fields)}); this one is {got}"
+        raise GridSpecError(source, [GridProblem("", message, lines.get(()))])
+    try:
+        return GridSpec.model_validate(data)
+    except ValidationError as exc:
+        raise GridSpecError(source, explain(exc, GridSpec, lines)) from None

@@ -1,0 +1,61 @@
+"""The Ray Tune trainable: a thin adapter from a trial config to a library job.
+
+setup builds the job from ``config["trial"]``; each ``step`` runs one epoch and returns
+its metrics; checkpoints are the library's own state dicts, written every epoch; when the
+job is done the final result carries its result rows (JSON) and ``done=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from adf_service.train import Runtime, load_checkpoint, save_checkpoint
+from adf_service.train.runtime import keep_freed_memory_in_heap
+from trials.jobs import make_trial_job
+
+__all__ = ["StageTrainable"]
+
+CHECKPOINT_FILE = "trial.ckpt"
+
+
+class StageTrainable(tune.Trainable):
+    """One trial of any stage: baselines, search (+ its evaluation), random."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        keep_freed_memory_in_heap()
+        self.trial = config["trial"]
+        self.runtime = Runtime()
+        self.job = make_trial_job(self.trial, self.runtime)
+        self.wall_started = time.time()
+        self.wall_seconds = 0.0
+
+    def step(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        metrics = self.job.step()
+        self.wall_seconds += time.perf_counter() - started
+        metrics.update(stage=self.trial["stage"], trial_key=self.trial["trial_key"], pid=os.getpid())
+        if self.job.done:
+            metrics["rows"] = json.dumps(self.job.rows())
+            metrics["wall_seconds"] = self.wall_seconds
+            metrics["device"] = f"{platform.node()} {self.runtime.describe()}"
+            metrics["done"] = True
+        return metrics
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        save_checkpoint(
+            Path(checkpoint_dir) / CHECKPOINT_FILE,
+            "trial",
+            {"job": self.job.state_dict(), "wall_seconds": self.wall_seconds, "trial_key": self.trial["trial_key"]},
+        )
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, "trial")
+        self.job.load_state_dict(state["job"])
+        self.wall_seconds = state["wall_seconds"]
