@@ -71,27 +71,20 @@ class TrainJob:
             self.run: TrainRun = baseline_run(
                 store, config["modalities"], _train_config(config["training"], config["seed"]), runtime
             )
-        elif config["stage"] == "bohb":
+            return
+        if config["stage"] == "bohb":  # BOHB: the best genotype, with sampled hyper-parameters
             self.genotype = Genotype.from_json(config["genotype"], where=config["trial_key"])
-            self.run = evaluation_run(
-                self.genotype,
-                store,
-                config["channels"],
-                _train_config(config["evaluation"], config["seed"]),
-                runtime,
-                config.get("modalities"),
-            )
-        else:
+        else:  # random: a genotype drawn from the trial's seed
             method = config["setting"]["discretization"]
             self.genotype = random_genotype(_space(config), method, random.Random(config["seed"]))
-            self.run = evaluation_run(
-                self.genotype,
-                store,
-                config["channels"],
-                _train_config(config["evaluation"], config["seed"]),
-                runtime,
-                config.get("modalities"),
-            )
+        self.run = evaluation_run(
+            self.genotype,
+            store,
+            config["channels"],
+            _train_config(config["evaluation"], config["seed"]),
+            runtime,
+            config.get("modalities"),
+        )
 
     @property
     def done(self) -> bool:
