@@ -93,6 +93,7 @@ def run_grid(
     resume: bool = False,
     show_progress: bool = True,
     max_failures: int = 2,
+    callbacks: list[tune.Callback] | None = None,
 ) -> JobOutcome:
     """Run (or resume) every trial of ``spec`` on the connected Ray cluster; write the tables.
 
@@ -109,7 +110,9 @@ def run_grid(
     progress = StageProgress(trials, enabled=show_progress)
 
     with progress:
-        grid = _main_tuner(spec, job_dir, job_id, trials, resources, progress, resume, max_failures).fit()
+        callbacks = [progress, *(callbacks or [])]
+        tuner = _main_tuner(spec, job_dir, job_id, trials, resources, callbacks, resume, max_failures)
+        grid = tuner.fit()
     backbone = _backbone_params(spec.dataset.store)
     rows = _collect(job_id, grid, trials, backbone)
     if spec.bohb.enabled:
@@ -122,7 +125,7 @@ def run_grid(
     return JobOutcome(job_id, job_dir, tables, counts)
 
 
-def _main_tuner(spec, job_dir, job_id, trials, resources, progress, resume, max_failures) -> tune.Tuner:
+def _main_tuner(spec, job_dir, job_id, trials, resources, callbacks, resume, max_failures) -> tune.Tuner:
     trainable = tune.with_resources(StageTrainable, resources)
     if resume:
         if not tune.Tuner.can_restore(str(job_dir)):
@@ -139,17 +142,17 @@ def _main_tuner(spec, job_dir, job_id, trials, resources, progress, resume, max_
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"],
         ),
-        run_config=_run_config(job_id, job_dir.parent, progress, max_failures),
+        run_config=_run_config(job_id, job_dir.parent, callbacks, max_failures),
     )
 
 
-def _run_config(name: str, storage: Path, progress, max_failures: int) -> RunConfig:
+def _run_config(name: str, storage: Path, callbacks: list, max_failures: int) -> RunConfig:
     return RunConfig(
         name=name,
         storage_path=str(storage),
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(checkpoint_frequency=1, num_to_keep=2),
-        callbacks=[progress] if progress is not None else [],
+        callbacks=callbacks,
         verbose=0,
     )
 
@@ -175,7 +178,7 @@ def _run_bohb(spec, job_dir, job_id, rows, resources, resume, max_failures, back
                 num_samples=stage_counts(spec)["bohb"],
                 max_concurrent_trials=spec.max_concurrent_trials,
             ),
-            run_config=_run_config("bohb", job_dir, None, max_failures),
+            run_config=_run_config("bohb", job_dir, [], max_failures),
         )
     out = []
     for result in tuner.fit():

@@ -89,3 +89,41 @@ def test_a_trial_failing_on_every_retry_gets_a_failed_row_and_the_job_goes_on(lo
     evaluation = pq.read_table(outcome.tables["evaluation"]).to_pylist()
     assert [r["status"] for r in evaluation] == ["succeeded", "succeeded"]
     assert pq.read_table(outcome.tables["bohb"]).num_rows == 0
+
+
+class KillWorkerOnce(ray.tune.Callback):
+    """Kills a search trial's worker process (by the pid it reports) after its epoch 2."""
+
+    def __init__(self):
+        self.killed = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.killed is None and result.get("phase") == "search" and result.get("epoch") == 2:
+            import os
+            import signal
+
+            self.killed = (trial.config["trial"]["trial_key"], result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint_and_no_row_is_lost(local_ray, store, tmp_path):
+    spec = grid(store, tmp_path)
+    longer = spec.search.model_copy(update={"epochs": 4})
+    spec = spec.model_copy(update={
+        "search": longer,
+        "space": spec.space.model_copy(update={"discretizations": ["all"]}),
+        "baselines": spec.baselines.model_copy(update={"enabled": False}),
+        "random": spec.random.model_copy(update={"enabled": False}),
+        "bohb": spec.bohb.model_copy(update={"enabled": False}),
+    })
+    killer = KillWorkerOnce()
+    outcome = run_grid(spec, job_id="killed", show_progress=False, callbacks=[killer])
+    assert killer.killed is not None
+    key, pid = killer.killed
+    (evaluation,) = pq.read_table(outcome.tables["evaluation"]).to_pylist()
+    assert evaluation["status"] == "succeeded" and evaluation["trial_key"] == key
+    lines = (outcome.job_dir / key / "result.json").read_text().splitlines()
+    results = [json.loads(line) for line in lines]
+    search_epochs = [r["epoch"] for r in results if r["phase"] == "search"]
+    assert search_epochs.count(1) == 1  # resumed from a checkpoint, not from epoch 1
+    assert search_epochs[-1] == 4 and len({r["pid"] for r in results}) == 2
