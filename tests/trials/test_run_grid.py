@@ -127,3 +127,44 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_no_row_is_lost(local_ra
     search_epochs = [r["epoch"] for r in results if r["phase"] == "search"]
     assert search_epochs.count(1) == 1  # resumed from a checkpoint, not from epoch 1
     assert search_epochs[-1] == 4 and len({r["pid"] for r in results}) == 2
+
+
+DRIVER = """
+import sys, ray
+from trials.pipeline import run_grid
+from trials.spec import parse_grid
+ray.init(address=sys.argv[1], log_to_driver=False)
+run_grid(parse_grid(open(sys.argv[2]).read()), job_id="resumed", show_progress=False)
+"""
+
+
+def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, store, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    text = GRID.format(store=store.path, storage=tmp_path, gpus=0).replace(
+        "bohb: {samples: 3", "bohb: {enabled: false, samples: 3").replace("random: {repeats: 1}", "random: {enabled: false}")
+    (tmp_path / "grid.yaml").write_text(text)
+    spec = parse_grid(text)
+    clean = run_grid(spec, job_id="clean", show_progress=False)
+
+    address = ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(tmp_path / "grid.yaml")])
+    job_dir = tmp_path / "resumed"
+    deadline = time.time() + 120
+    while not list(job_dir.glob("search-*/checkpoint_000001")) and time.time() < deadline:
+        time.sleep(0.2)
+    driver.kill()  # the driver dies mid-job (by its pid)
+    driver.wait()
+    assert not (job_dir / "results").exists()
+
+    resumed = run_grid(spec, job_id="resumed", resume=True, show_progress=False)
+    for stage in ("baselines", "search", "evaluation"):
+        a = {r["trial_key"]: r for r in pq.read_table(clean.tables[stage]).to_pylist()}
+        b = {r["trial_key"]: r for r in pq.read_table(resumed.tables[stage]).to_pylist()}
+        assert a.keys() == b.keys() and all(r["status"] == "succeeded" for r in b.values())
+        for key in a:
+            assert (a[key]["genotype"], a[key]["test_top1"], a[key]["val_loss"]) == (
+                b[key]["genotype"], b[key]["test_top1"], b[key]["val_loss"]
+            ), key
