@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from adf_service.train import Runtime, load_checkpoint, save_checkpoint
@@ -40,7 +41,12 @@ class StageTrainable(tune.Trainable):
         started = time.perf_counter()
         metrics = self.job.step()
         self.wall_seconds += time.perf_counter() - started
-        metrics.update(stage=self.trial["stage"], trial_key=self.trial["trial_key"], pid=os.getpid())
+        metrics.update(
+            stage=self.trial["stage"],
+            trial_key=self.trial["trial_key"],
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
+        )
         if self.job.done:
             metrics["rows"] = json.dumps(self.job.rows())
             metrics["wall_seconds"] = self.wall_seconds
