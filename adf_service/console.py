@@ -14,27 +14,32 @@ from rich.progress import (
 
 from adf_service.train.runtime import EpochRecord
 
-__all__ = ["EpochProgress", "console", "err_console"]
+__all__ = ["EpochProgress", "console", "err_console", "progress_bar"]
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    """The layout every long command shares: phase, bar, done/total, elapsed, ETA, status."""
+    return Progress(
+        TextColumn("[bold]{task.description:<16}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=err_console,
+        disable=disable,
+    )
 
 
 class EpochProgress:
     """One bar per phase: epochs done of total, ETA, and the last epoch's losses."""
 
     def __init__(self, quiet: bool = False):
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:<16}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=err_console,
-            disable=quiet,
-        )
+        self.progress = progress_bar(disable=quiet)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> EpochProgress:

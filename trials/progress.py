@@ -6,15 +6,9 @@ from collections import Counter
 from typing import Any
 
 from ray import tune
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
+
+from adf_service.console import progress_bar
 
 __all__ = ["StageProgress"]
 
@@ -40,16 +34,7 @@ class StageProgress(tune.Callback):
 
     def __enter__(self) -> StageProgress:
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description:<11}"),
-                BarColumn(bar_width=24),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
+            self._progress = progress_bar()
             self._progress.__enter__()
             for stage, total in self.totals.items():
                 self._tasks[stage] = self._progress.add_task(stage, total=total, status="")

@@ -4,16 +4,7 @@ import json
 
 import pytest
 
-from adf_service.features import generate_synthetic_store
 from trials.jobs import SettingJob, TrainJob, make_trial_job
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return generate_synthetic_store(
-        tmp_path_factory.mktemp("jobs") / "store", n_train=48, n_test=24, n_classes=3, seed=4,
-        channels=(8, 8, 4), spatial=(2, 4, 4),
-    )
 
 
 def search_trial(store, stage="search"):

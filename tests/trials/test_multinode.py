@@ -7,7 +7,6 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from adf_service.features import generate_synthetic_store
 from trials.pipeline import run_grid
 from trials.spec import parse_grid
 
@@ -35,14 +34,6 @@ def cluster():
     yield cluster, workers
     ray.shutdown()
     cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return generate_synthetic_store(
-        tmp_path_factory.mktemp("multi") / "store", n_train=48, n_test=24, n_classes=3, seed=4,
-        channels=(8, 8, 4), spatial=(2, 4, 4),
-    )
 
 
 class RemoveNodeOnce(ray.tune.Callback):

@@ -6,7 +6,6 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from adf_service.features import generate_synthetic_store
 from trials.pipeline import ResourceError, run_grid
 from trials.results import STAGES
 from trials.spec import parse_grid
@@ -32,14 +31,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return generate_synthetic_store(
-        tmp_path_factory.mktemp("grid") / "store", n_train=48, n_test=24, n_classes=3, seed=4,
-        channels=(8, 8, 4), spatial=(2, 4, 4),
-    )
 
 
 def grid(store, storage, gpus=1):
