@@ -15,6 +15,7 @@ from typing import Any
 
 import ConfigSpace as CS
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB
 from ray.tune.search.bohb import TuneBOHB
 
@@ -22,7 +23,7 @@ from trials.expand import trial_seed
 from trials.spec import GridSpec
 from trials.trainable import StageTrainable
 
-__all__ = ["BohbTrainable", "bohb_config_space", "bohb_trial", "bohb_tuner_parts"]
+__all__ = ["BohbTrainable", "ResumableHyperBandForBOHB", "ResumableTuneBOHB", "bohb_config_space", "bohb_trial", "bohb_tuner_parts"]
 
 
 def bohb_config_space(spec: GridSpec, seed: int) -> CS.ConfigurationSpace:
@@ -85,10 +86,54 @@ class BohbTrainable(StageTrainable):
         return metrics
 
 
+class ResumableTuneBOHB(TuneBOHB):
+    """TuneBOHB that survives ``Tuner.restore`` (ray#39900).
+
+    The searcher's state is pickled with the experiment's, but a trial started or restored
+    after that snapshot is unknown to the restored searcher, and TuneBOHB then fails with a
+    KeyError on its first result or on completion. The trial's own config holds the sampled
+    values, so they are taken from there.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.trial_to_params and "config" in result:
+            names = list(self._space.keys())
+            self.trial_to_params[trial_id] = {k: result["config"][k] for k in names if k in result["config"]}
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.trial_to_params.pop(trial_id, None)
+        self.paused.discard(trial_id)
+        self.running.discard(trial_id)
+
+
+class ResumableHyperBandForBOHB(HyperBandForBOHB):
+    """HyperBandForBOHB that cannot strand a paused trial after ``Tuner.restore``.
+
+    The scheduler's brackets are not part of the experiment snapshot: restored trials are
+    re-added to fresh brackets, and a trial paused at a rung of a bracket that never fills
+    again waits forever (Tune then idles with nothing running). When nothing runs and
+    nothing is pending, the oldest paused trial is resumed instead.
+    """
+
+    def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True):
+        trial = super().choose_trial_to_run(tune_controller, allow_recurse)
+        if trial is not None or not allow_recurse:
+            return trial
+        trials = tune_controller.get_trials()
+        if any(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials):
+            return None
+        paused = [t for t in trials if t.status == Trial.PAUSED]
+        if not paused:
+            return None
+        tune_controller.search_alg.searcher.on_unpause(paused[0].trial_id)
+        return paused[0]
+
+
 def bohb_tuner_parts(spec: GridSpec, seed: int) -> tuple[TuneBOHB, HyperBandForBOHB]:
     b = spec.bohb
-    search = TuneBOHB(space=bohb_config_space(spec, seed), metric="val_loss", mode="min", seed=seed)
-    scheduler = HyperBandForBOHB(
+    search = ResumableTuneBOHB(space=bohb_config_space(spec, seed), metric="val_loss", mode="min", seed=seed)
+    scheduler = ResumableHyperBandForBOHB(
         time_attr="budget",  # epochs / min_epochs: budgets run from min_epochs to max_epochs
         max_t=max(b.max_epochs // b.min_epochs, 1),
         reduction_factor=b.eta,

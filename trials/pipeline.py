@@ -26,6 +26,7 @@ from trials.expand import baseline_trials, random_trials, search_trials, stage_c
 from trials.progress import StageProgress
 from trials.results import environment, trial_rows, write_tables
 from trials.spec import GridSpec
+from trials.storage import JobStorage
 from trials.trainable import StageTrainable
 
 __all__ = ["JobOutcome", "ResourceError", "run_grid"]
@@ -41,8 +42,9 @@ class ResourceError(RuntimeError):
 @dataclass
 class JobOutcome:
     job_id: str
-    job_dir: Path
-    tables: dict[str, Path]
+    job_uri: str  # <storage>/<job_id>: a local path or a URI
+    job_dir: Path | None  # the same, when the storage is local
+    tables: dict[str, str]  # stage → URI of its Parquet table
     counts: dict[str, dict[str, int]]  # stage → {"succeeded": n, "failed": n}
 
 
@@ -99,41 +101,45 @@ def run_grid(
 
     Call ``ray.init`` first (any address); results go to ``<spec.storage>/<job_id>/``.
     """
-    storage = Path(spec.storage).resolve()
     # Trials run in their own working directories: give them an absolute store path.
     dataset = spec.dataset.model_copy(update={"store": str(Path(spec.dataset.store).resolve())})
     spec = spec.model_copy(update={"dataset": dataset})
     job_id = job_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    job_dir = storage / job_id
+    storage = JobStorage.of(spec.storage, job_id)
     trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec)]
     resources = _trial_resources(spec)
-    progress = StageProgress(trials, enabled=show_progress)
+    if resume:
+        if not tune.Tuner.can_restore(storage.uri):
+            raise FileNotFoundError(f"{storage.uri}: no job to resume there")
+    else:
+        storage.create()
+        storage.write_text("spec.json", spec.model_dump_json(indent=1))
+        storage.write_text("environment.json", json.dumps(environment(), indent=1))
+    # A search trial goes on to its evaluation: the "search" bar counts both.
+    totals = {k: v for k, v in stage_counts(spec).items() if k != "evaluation"}
+    progress = StageProgress(totals, storage=storage, enabled=show_progress)
 
     with progress:
         callbacks = [progress, *(callbacks or [])]
-        tuner = _main_tuner(spec, job_dir, job_id, trials, resources, callbacks, resume, max_failures)
+        tuner = _main_tuner(spec, storage, trials, resources, callbacks, resume, max_failures)
         grid = tuner.fit()
-    backbone = _backbone_params(spec.dataset.store)
-    rows = _collect(job_id, grid, trials, backbone)
-    if spec.bohb.enabled:
-        rows += _run_bohb(spec, job_dir, job_id, rows, resources, resume, max_failures, backbone)
-    tables = write_tables(job_dir, rows)
+        backbone = _backbone_params(spec.dataset.store)
+        rows = _collect(job_id, grid, trials, backbone)
+        if spec.bohb.enabled:
+            progress.for_tuner("bohb")
+            rows += _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, backbone, progress)
+        tables = write_tables(storage, rows)
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
         bucket = counts.setdefault(row["stage"], {"succeeded": 0, "failed": 0})
         bucket[row["status"]] += 1
-    return JobOutcome(job_id, job_dir, tables, counts)
+    return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts)
 
 
-def _main_tuner(spec, job_dir, job_id, trials, resources, callbacks, resume, max_failures) -> tune.Tuner:
+def _main_tuner(spec, storage, trials, resources, callbacks, resume, max_failures) -> tune.Tuner:
     trainable = tune.with_resources(StageTrainable, resources)
     if resume:
-        if not tune.Tuner.can_restore(str(job_dir)):
-            raise FileNotFoundError(f"{job_dir}: no job to resume there")
-        return tune.Tuner.restore(str(job_dir), trainable, resume_errored=True)
-    job_dir.mkdir(parents=True, exist_ok=False)
-    (job_dir / "spec.json").write_text(spec.model_dump_json(indent=1))
-    (job_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
+        return tune.Tuner.restore(storage.uri, trainable, resume_errored=True)
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials)},
@@ -142,14 +148,14 @@ def _main_tuner(spec, job_dir, job_id, trials, resources, callbacks, resume, max
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"],
         ),
-        run_config=_run_config(job_id, job_dir.parent, callbacks, max_failures),
+        run_config=_run_config(storage.job_id, storage.root_uri, callbacks, max_failures),
     )
 
 
-def _run_config(name: str, storage: Path, callbacks: list, max_failures: int) -> RunConfig:
+def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> RunConfig:
     return RunConfig(
         name=name,
-        storage_path=str(storage),
+        storage_path=storage,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(checkpoint_frequency=1, num_to_keep=2),
         callbacks=callbacks,
@@ -157,7 +163,7 @@ def _run_config(name: str, storage: Path, callbacks: list, max_failures: int) ->
     )
 
 
-def _run_bohb(spec, job_dir, job_id, rows, resources, resume, max_failures, backbone) -> list[dict[str, Any]]:
+def _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, backbone, progress) -> list[dict[str, Any]]:
     """BOHB on the evaluated genotype with the best test top-1 (Table 4's "best run")."""
     evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
     if not evaluated:
@@ -165,9 +171,9 @@ def _run_bohb(spec, job_dir, job_id, rows, resources, resume, max_failures, back
     best = max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]))
     base = bohb_trial(spec, json.loads(best["config"]), best["genotype"])
     trainable = tune.with_resources(with_base(base), resources)
-    bohb_dir = job_dir / "bohb"
-    if resume and tune.Tuner.can_restore(str(bohb_dir)):
-        tuner = tune.Tuner.restore(str(bohb_dir), trainable, resume_errored=True)
+    bohb_uri = f"{storage.uri}/bohb"
+    if resume and tune.Tuner.can_restore(bohb_uri):
+        tuner = tune.Tuner.restore(bohb_uri, trainable, resume_errored=True)
     else:
         search, scheduler = bohb_tuner_parts(spec, base["seed"])
         tuner = tune.Tuner(
@@ -178,7 +184,7 @@ def _run_bohb(spec, job_dir, job_id, rows, resources, resume, max_failures, back
                 num_samples=stage_counts(spec)["bohb"],
                 max_concurrent_trials=spec.max_concurrent_trials,
             ),
-            run_config=_run_config("bohb", job_dir, [], max_failures),
+            run_config=_run_config("bohb", storage.uri, [progress], max_failures),
         )
     out = []
     for result in tuner.fit():

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import adf_service
+from trials.storage import JobStorage
 
 __all__ = ["RESULT_SCHEMA", "STAGES", "code_version", "environment", "read_table", "write_tables"]
 
@@ -92,29 +92,35 @@ def trial_rows(
     return rows
 
 
-def write_tables(job_dir: Path, rows: Iterable[dict[str, Any]]) -> dict[str, Path]:
-    """Write one Parquet file per stage (every stage gets a file, possibly empty)."""
-    out = Path(job_dir) / "results"
-    out.mkdir(parents=True, exist_ok=True)
+def _job_storage(job: JobStorage | str | Path) -> JobStorage:
+    if isinstance(job, JobStorage):
+        return job
+    path = Path(job)
+    return JobStorage.of(str(path.parent), path.name)
+
+
+def write_tables(job: JobStorage | str | Path, rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Write one Parquet file per stage (every stage gets a file, possibly empty); their URIs.
+
+    ``job`` is the job's storage, or its local directory.
+    """
+    storage = _job_storage(job)
     by_stage: dict[str, list[dict[str, Any]]] = {s: [] for s in STAGES}
     for row in rows:
         by_stage[row["stage"]].append(row)
-    paths = {}
+    uris = {}
     for stage, stage_rows in by_stage.items():
         stage_rows.sort(key=lambda r: r["trial_key"])
         table = pa.Table.from_pylist(
             [{name: r.get(name) for name in RESULT_SCHEMA.names} for r in stage_rows], schema=RESULT_SCHEMA
         )
-        path = out / f"{stage}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
-        paths[stage] = path
-    return paths
+        uris[stage] = storage.write_parquet(stage, table)
+    return uris
 
 
-def read_table(job_dir: Path, stage: str) -> pa.Table:
-    return pq.read_table(Path(job_dir) / "results" / f"{stage}.parquet")
+def read_table(job: JobStorage | str | Path, stage: str) -> pa.Table:
+    """One stage's result table of a job (its storage, or its local directory)."""
+    return _job_storage(job).read_parquet(stage)
 
 
 def code_version() -> str:

@@ -159,3 +159,27 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
             assert (a[key]["genotype"], a[key]["test_top1"], a[key]["val_loss"]) == (
                 b[key]["genotype"], b[key]["test_top1"], b[key]["val_loss"]
             ), key
+
+
+def test_a_file_uri_storage_gets_every_table_and_a_finished_progress_snapshot(local_ray, store, tmp_path):
+    from trials.progress import read_progress
+    from trials.storage import JobStorage
+
+    spec = grid(store, f"file://{tmp_path}/uri-store").model_copy(update={})
+    spec = spec.model_copy(update={
+        "space": spec.space.model_copy(update={"discretizations": ["all"]}),
+        "random": spec.random.model_copy(update={"enabled": False}),
+        "bohb": spec.bohb.model_copy(update={"enabled": False}),
+    })
+    outcome = run_grid(spec, job_id="uri-job", show_progress=False)
+    assert outcome.job_uri == f"file://{tmp_path}/uri-store/uri-job"
+    assert outcome.tables["search"].startswith("file://")
+    assert pq.read_table(outcome.tables["baselines"]).num_rows == 2
+    assert (tmp_path / "uri-store" / "uri-job" / "results" / "evaluation.parquet").exists()
+    progress = read_progress(JobStorage.of(f"file://{tmp_path}/uri-store", "uri-job"))
+    assert progress["finished"] is True
+    assert progress["stages"]["baselines"] == {
+        "total": 2, "succeeded": 2, "failed": 0, "running": 0, "pending": 0,
+        "best_test_top1": progress["stages"]["baselines"]["best_test_top1"],
+    }
+    assert progress["stages"]["search"]["succeeded"] == 1 and "bohb" not in progress["stages"]

@@ -1,0 +1,76 @@
+"""BOHB's save/restore has had bugs (ray#39900, DESIGN §8): a BOHB stage whose driver dies
+mid-stage resumes with ``run_grid(resume=True)`` and ends with every sample's row."""
+
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from trials.expand import stage_counts
+from trials.pipeline import run_grid
+from trials.spec import parse_grid
+
+GRID = """
+name: bohb-resume
+dataset: {{store: {store}}}
+space: {{operators: [S2], discretizations: [all], inputs: [1], cells: [1], channels: 8}}
+repeats: 1
+search: {{epochs: 1, warmup_epochs: 0, batch_size: 16, lr: 0.05, arch_lr: 0.003}}
+evaluation: {{epochs: 1, batch_size: 16, lr: 0.05}}
+baselines: {{enabled: false}}
+random: {{enabled: false}}
+bohb: {{samples: 6, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1}}
+resources: {{gpus_per_trial: 0, cpus_per_trial: 1}}
+seed: 11
+storage: {storage}
+"""
+
+DRIVER = """
+import sys, ray
+from trials.pipeline import run_grid
+from trials.spec import parse_grid
+ray.init(address=sys.argv[1], log_to_driver=False)
+run_grid(parse_grid(open(sys.argv[2]).read()), job_id="bohb-job", show_progress=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_bohb_stage_whose_driver_died_resumes_and_ends_with_every_sample(local_ray, store, tmp_path):
+    text = GRID.format(store=store.path, storage=tmp_path)
+    (tmp_path / "grid.yaml").write_text(text)
+    spec = parse_grid(text)
+    samples = stage_counts(spec)["bohb"]
+
+    address = ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(tmp_path / "grid.yaml")])
+    bohb_dir = tmp_path / "bohb-job" / "bohb"
+    deadline = time.time() + 180
+    while not list(bohb_dir.glob("*/checkpoint_000001")) and time.time() < deadline:
+        assert driver.poll() is None, "the driver ended before BOHB started"
+        time.sleep(0.2)
+    driver.kill()  # the driver dies in the middle of the BOHB stage (by its pid)
+    driver.wait()
+    assert list(bohb_dir.glob("*/checkpoint_000001")), "BOHB never checkpointed"
+    assert not (tmp_path / "bohb-job" / "results").exists()
+    started_before = {p.name for p in bohb_dir.iterdir() if p.is_dir()}
+
+    outcome = run_grid(spec, job_id="bohb-job", resume=True, show_progress=False)
+    rows = pq.read_table(outcome.tables["bohb"]).to_pylist()
+    assert len(rows) == samples
+    assert all(r["status"] == "succeeded" for r in rows), [r["error"] for r in rows]
+    assert len({r["trial_id"] for r in rows}) == samples
+    # The searcher's state came back: the trials begun before the kill are among the
+    # final ones, and no extra trials were sampled to make up for them.
+    after = {p.name for p in bohb_dir.iterdir() if p.is_dir()}
+    assert started_before <= after and len(after) == samples
+    (evaluation,) = pq.read_table(outcome.tables["evaluation"]).to_pylist()
+    assert all(r["genotype"] == evaluation["genotype"] for r in rows)

@@ -1,0 +1,48 @@
+"""Job storage: local paths and pyarrow filesystem URIs, whole-file writes, clear errors."""
+
+import pyarrow as pa
+import pytest
+
+from trials.results import RESULT_SCHEMA, read_table, write_tables
+from trials.storage import JobStorage, StorageError
+
+
+def test_a_relative_path_is_resolved_so_trials_in_other_directories_find_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = JobStorage.of("runs", "job")
+    assert storage.is_local and storage.uri == f"{tmp_path}/runs/job" and storage.local_dir == tmp_path / "runs" / "job"
+
+
+def test_a_file_uri_is_the_same_place_as_its_path(tmp_path):
+    storage = JobStorage.of(f"file://{tmp_path}/runs/", "job")
+    assert storage.uri == f"file://{tmp_path}/runs/job" and storage.path == f"{tmp_path}/runs/job"
+    storage.create()
+    storage.write_text("spec.json", "{}")
+    assert (tmp_path / "runs" / "job" / "spec.json").read_text() == "{}"
+    assert storage.read_text("spec.json") == "{}" and storage.exists("spec.json")
+
+
+def test_an_existing_job_is_never_overwritten(tmp_path):
+    storage = JobStorage.of(str(tmp_path), "job")
+    storage.create()
+    storage.write_text("spec.json", "kept")
+    with pytest.raises(FileExistsError, match="--resume"):
+        JobStorage.of(str(tmp_path), "job").create()
+    assert storage.read_text("spec.json") == "kept"
+
+
+def test_an_unknown_uri_scheme_names_the_storage(tmp_path):
+    with pytest.raises(StorageError, match="nope://bucket"):
+        JobStorage.of("nope://bucket/runs", "job")
+
+
+def test_tables_round_trip_and_leave_no_temporary_file(tmp_path):
+    storage = JobStorage.of(str(tmp_path), "job")
+    row = {name: None for name in RESULT_SCHEMA.names} | {"stage": "search", "trial_key": "k", "status": "succeeded"}
+    uris = write_tables(storage, [row])
+    assert set(uris) == {"baselines", "search", "evaluation", "random", "bohb"}
+    assert read_table(storage, "search").to_pylist()[0]["trial_key"] == "k"
+    assert read_table(tmp_path / "job", "baselines").num_rows == 0
+    assert read_table(storage, "search").schema == RESULT_SCHEMA
+    assert not [p for p in (tmp_path / "job" / "results").iterdir() if p.name.startswith(".")]
+    assert isinstance(read_table(storage, "bohb"), pa.Table)
