@@ -1,0 +1,88 @@
+"""Service settings: one pydantic-settings class, read from ``ADF_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["LOOPBACK_HOSTS", "Settings", "SettingsError"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together (e.g. local auth on a public address)."""
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; ``ADF_DATA_DIR=/srv/adf`` sets ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="ADF_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("~/.adf-service"), description="Directory for the SQLite job store and, by default, job runs."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the job store; default: SQLite at {data_dir}/jobs.db."
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster address (Jobs API, e.g. http://head:8265); default: a local Ray."
+    )
+    storage: Path | None = Field(
+        None, description="Where jobs write checkpoints and result tables; default: {data_dir}/runs."
+    )
+    auth: Literal["tokens", "local"] = Field(
+        "tokens", description="'tokens': bearer tokens; 'local': one admin user, no tokens, loopback only."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
+    max_grid_trials: int = Field(
+        2000, ge=1, description="Largest number of trials one submitted grid may expand to."
+    )
+    max_upload_bytes: int = Field(
+        1_000_000, ge=1, description="Largest accepted request body (grid.yaml or JSON)."
+    )
+    max_running_jobs_per_user: int = Field(
+        4, ge=1, description="Queued plus running jobs a user may have at once."
+    )
+    public_url: str | None = Field(
+        None, description="External base URL of the service, for Location headers and dashboard links."
+    )
+
+    @field_validator("data_dir", "storage")
+    @classmethod
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
+
+    @property
+    def db_url(self) -> str:
+        """The job store's SQLAlchemy URL: ``database_url``, else SQLite under ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Root of the jobs' storage: ``storage``, else ``{data_dir}/runs``."""
+        return self.storage if self.storage is not None else self.data_dir / "runs"
+
+    def check_bind(self, host: str) -> None:
+        """Refuse to serve ``auth="local"`` (no tokens, everyone is admin) beyond this machine."""
+        if self.auth == "local" and not _is_loopback(host):
+            raise SettingsError(
+                f"auth 'local' serves everyone as the admin without tokens, so it may only bind a loopback "
+                f"address ({', '.join(LOOPBACK_HOSTS)}), not {host!r}; "
+                f"set ADF_AUTH=tokens to serve on {host!r}"
+            )

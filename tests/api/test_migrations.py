@@ -1,0 +1,81 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+import api
+from api.db import alembic_config, current_revision, head_revision, make_engine, upgrade
+from api.models import Base, User, utcnow
+
+TABLES = {"users", "tokens", "jobs", "trials"}
+
+
+@pytest.fixture
+def empty_engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
+    assert current_revision(empty_engine) is None
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision() == "0001"
+    assert TABLES <= set(inspect(empty_engine).get_table_names())
+
+
+def test_upgrade_again_is_a_no_op_that_keeps_the_data(empty_engine):
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.execute(User.__table__.insert(), {"name": "alice", "is_admin": False, "created_at": utcnow()})
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+    with empty_engine.connect() as conn:
+        assert conn.execute(select(User.name)).scalars().all() == ["alice"]
+
+
+def test_migrated_schema_matches_the_models(empty_engine):
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        differences = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+    assert differences == []
+
+
+def test_downgrade_to_base_removes_every_table(empty_engine):
+    upgrade(empty_engine)
+    command.downgrade(alembic_config(empty_engine), "base")
+    assert not TABLES & set(inspect(empty_engine).get_table_names())
+    upgrade(empty_engine)
+    assert TABLES <= set(inspect(empty_engine).get_table_names())
+
+
+def test_upgrade_by_url_creates_the_sqlite_directory(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new' / 'dir' / 'jobs.db'}"
+    upgrade(url)
+    assert (tmp_path / "new" / "dir" / "jobs.db").exists()
+    engine = make_engine(url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_concurrent_upgrades_on_postgresql_make_one_schema(postgres_server):
+    """Server processes starting at once: the advisory lock lets one migrate and the others find head."""
+    url = postgres_server.url(postgres_server.create_database())
+    code = "import sys; from api.db import upgrade; upgrade(sys.argv[1])"
+    repo = Path(api.__file__).parent.parent
+    starts = [
+        subprocess.Popen([sys.executable, "-c", code, url], cwd=repo, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    failures = [p.stderr.read() for p in starts if p.wait(timeout=120) != 0]
+    assert failures == []
+    engine = make_engine(url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
