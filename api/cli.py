@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -114,3 +114,61 @@ def revoke(
     if n == 0:
         _fail(ValueError(f"no live token with prefix {prefix!r} (see `adf-service token list`)"))
     console.print(f"revoked {n} token{'s' if n > 1 else ''} with prefix {prefix!r}", highlight=False)
+
+
+LOCAL_DASHBOARD = "http://127.0.0.1:8265"
+
+
+def _jobs_api_answers(address: str) -> bool:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        JobSubmissionClient(address)
+    except Exception:
+        return False
+    return True
+
+
+def _local_ray() -> str:
+    """The dashboard of a local Ray head, started (detached: it outlives the server) if none runs."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if _jobs_api_answers(LOCAL_DASHBOARD):
+        return LOCAL_DASHBOARD
+    ray = Path(sys.executable).with_name("ray")
+    command = [str(ray) if ray.exists() else shutil.which("ray") or "ray", "start", "--head",
+               "--dashboard-host=127.0.0.1", "--dashboard-port=8265", "--disable-usage-stats"]
+    err_console.print("Starting a local Ray head (it keeps running after the server stops; `ray stop` ends it)")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not _jobs_api_answers(LOCAL_DASHBOARD):
+        _fail(RuntimeError(f"could not start a local Ray head: {done.stderr.strip()[-2000:]}"))
+    return LOCAL_DASHBOARD
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default: ADF_HOST or 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: ADF_PORT or 8000).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray dashboard URL whose Jobs API runs the jobs (default: ADF_RAY_ADDRESS, else a local Ray).")] = None,
+) -> None:
+    """Run the REST service (FastAPI under uvicorn); jobs run as Ray jobs."""
+    import uvicorn
+
+    from api.app import create_app
+
+    try:
+        settings = Settings()
+        updates = {k: v for k, v in {"host": host, "port": port, "ray_address": ray_address}.items() if v is not None}
+        settings = settings.model_copy(update=updates)
+        settings.check_bind(settings.host)
+    except (SettingsError, ValueError) as exc:
+        _fail(exc)
+    if not settings.ray_address:
+        settings = settings.model_copy(update={"ray_address": _local_ray()})
+    err_console.print(f"Ray dashboard: {settings.ray_address}   job store: {settings.db_url}   auth: {settings.auth}")
+    err_console.print(f"REST API on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -80,3 +80,40 @@ def run(
 
 
 __all__ += ["run", "validate"]
+
+
+@app.command("run-job", hidden=True)
+def run_job(
+    job_id: Annotated[str, typer.Argument(help="The service's job id.")],
+    resume: Annotated[bool, typer.Option(help="Resume the job from its storage.")] = False,
+) -> None:
+    """A Ray job's driver, started by the service: the spec comes in $ADF_JOB_SPEC (JSON)."""
+    import json
+    import os
+
+    import ray
+
+    from trials.dataset import ensure_dataset
+    from trials.pipeline import run_grid
+    from trials.spec import validate_grid
+    from trials.storage import JobStorage
+
+    text = os.environ.get("ADF_JOB_SPEC")
+    if not text:
+        _fail(ValueError("run-job: $ADF_JOB_SPEC is not set (the service passes the job's spec there)"))
+    try:
+        spec = validate_grid(json.loads(text), source=f"job {job_id}")
+        ensure_dataset(spec)
+    except (GridSpecError, ValueError) as exc:
+        _fail(exc)
+    # A job whose driver died before Tune wrote its first state starts over.
+    resume = resume and JobStorage.of(spec.storage, job_id).exists("tuner.pkl")
+    ray.init(log_to_driver=False)  # inside a Ray job: the job's cluster
+    try:
+        outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False)
+    finally:
+        ray.shutdown()
+    console.print(json.dumps({"job": outcome.job_id, "counts": outcome.counts, "tables": outcome.tables}))
+
+
+__all__ += ["run_job"]

@@ -190,3 +190,27 @@ def bob(session: Session) -> User:
 @pytest.fixture
 def admin(session: Session) -> User:
     return create_user(session, "root", admin=True)
+
+
+@pytest.fixture(scope="module")
+def ray_dashboard() -> Iterator[str]:
+    """A real local Ray with its dashboard; its Jobs API runs the service's jobs."""
+    import ray
+
+    from tests.api.live import free_port
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+             log_to_driver=False)
+    yield f"http://127.0.0.1:{port}"
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live(ray_dashboard, tmp_path_factory) -> Iterator:
+    """``adf-service serve`` in its own process over a fresh data directory."""
+    from tests.api.live import LiveService
+
+    service = LiveService(tmp_path_factory.mktemp("service"), ray_dashboard).start()
+    yield service
+    service.stop()

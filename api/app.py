@@ -1,0 +1,91 @@
+"""The FastAPI app: ``create_app(settings)``; ``adf-service serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import text
+
+from api.db import make_engine, make_sessionmaker, upgrade
+from api.deps import Services, ServicesDep
+from api.problems import install_problem_handlers
+from api.routes import jobs, results
+from api.runner import RayJobs
+from api.service import reconcile_active
+from api.settings import Settings, SettingsError
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+RECONCILE_SECONDS = 2.0
+
+
+def create_app(settings: Settings | None = None, *, reconcile_every: float = RECONCILE_SECONDS) -> FastAPI:
+    """The service. ``settings.ray_address`` is the Ray dashboard URL whose Jobs API runs the jobs."""
+    settings = settings or Settings()
+    if not settings.ray_address:
+        raise SettingsError("ray_address: the service needs a Ray cluster's dashboard URL (http://host:8265)")
+    address = settings.ray_address if "://" in settings.ray_address else f"http://{settings.ray_address}"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.db_url)
+        await run_in_threadpool(upgrade, engine)
+        services = Services(settings, make_sessionmaker(engine), RayJobs(address), address)
+        app.state.services = services
+        task = asyncio.create_task(_reconcile_forever(services, reconcile_every))
+        try:
+            yield
+        finally:
+            task.cancel()
+            engine.dispose()
+
+    app = FastAPI(
+        title="adf-service",
+        version="1",
+        summary="AutoDeepFuse as a service: submit grids, follow jobs, query results.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.grid_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    app.include_router(jobs.router)
+    app.include_router(results.router)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz(services: ServicesDep) -> dict[str, str]:
+        """The service is up; whether its store and its Ray Jobs API answer."""
+        with services.sessions() as session:
+            session.execute(text("SELECT 1"))
+        try:
+            services.ray._client()
+            ray_state = "ok"
+        except Exception:
+            ray_state = "unreachable"
+        return {"status": "ok", "database": "ok", "ray": ray_state}
+
+    return app
+
+
+async def _reconcile_forever(services: Services, every: float) -> None:
+    """Keep queued/running jobs in step with Ray, also when nobody asks about them."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            with services.sessions() as session:
+                await run_in_threadpool(reconcile_active, session, services.ray)
+        except Exception:
+            log.exception("reconciling jobs")

@@ -1,0 +1,131 @@
+"""/v1/jobs: submit a grid, list jobs, a job's status, cancel, resume."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from api.deps import CurrentUser, ServicesDep, SessionDep
+from api.jobstore import count_running, get_job, hash_request, list_jobs
+from api.problems import Problem
+from api.schemas import JobOut, JobPage
+from api.service import accept_grid, cancel_job, n_trials, reconcile, resume_job
+from trials.gridfile import compose
+from trials.spec import GridSpec, GridSpecError, parse_grid, validate_grid
+
+__all__ = ["grid_schemas", "router"]
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_GRID_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A grid: grid.yaml as YAML, or the same document as a JSON object (docs/grid.md).",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/GridSpec"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def grid_schemas() -> dict[str, dict]:
+    """GridSpec and the models it uses, as OpenAPI components (the request body is read by hand)."""
+    schema = GridSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "GridSpec": schema}
+
+
+async def _read_grid(request: Request, limit: int) -> GridSpec:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"the body has {int(declared):,} bytes, more than the limit of {limit:,}")
+    body = await request.body()
+    if len(body) > limit:
+        raise Problem(413, f"the body has {len(body):,} bytes, more than the limit of {limit:,}")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, "the body is not UTF-8 text") from None
+    try:
+        if media == "application/json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise Problem(400, f"malformed JSON: {exc}") from None
+            return validate_grid(data, source="request body")
+        if media in _YAML:
+            try:
+                compose(text, "request body")
+            except GridSpecError as exc:
+                raise Problem(400, f"malformed YAML: {exc}") from None
+            return parse_grid(text, source="request body")
+    except GridSpecError as exc:
+        errors = [{"path": p.path, "message": p.message, "line": p.line} for p in exc.problems]
+        detail = "the grid does not validate: " + "; ".join(f"{e['path'] or 'grid'}: {e['message']}" for e in errors)
+        raise Problem(422, detail, errors=errors) from None
+    raise Problem(415, f"content type {media or 'none'!r}: send application/json or application/yaml")
+
+
+@router.post("", status_code=202, response_model=JobOut, openapi_extra=_GRID_BODY,
+             responses={413: {"description": "Body over the size limit"}, 422: {"description": "Invalid grid"}})
+async def submit_job(
+    request: Request, response: Response, user: CurrentUser, services: ServicesDep, session: SessionDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobOut:
+    """Submit a grid; its Ray job starts at once. ``Idempotency-Key`` makes a retry safe."""
+    settings = services.settings
+    spec = await _read_grid(request, settings.max_upload_bytes)
+    size = n_trials(spec)
+    if size > settings.max_grid_trials:
+        raise Problem(422, f"the grid makes {size:,} trials, more than this service's limit of "
+                      f"{settings.max_grid_trials:,}", errors=[{"path": "", "message": "too many trials", "line": None}])
+    if count_running(session, user) >= settings.max_running_jobs_per_user:
+        raise Problem(429, f"user {user.name!r} has {settings.max_running_jobs_per_user} queued or running "
+                      "jobs, the most allowed: wait for one to end or cancel one")
+    job, created = accept_grid(
+        session, services.ray, settings, owner=user, spec=spec,
+        request_hash=hash_request(spec.model_dump(mode="json")), idempotency_key=idempotency_key,
+    )
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobOut.of(job, services.dashboard_url)
+
+
+@router.get("", response_model=JobPage)
+def jobs(
+    user: CurrentUser, services: ServicesDep, session: SessionDep,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> JobPage:
+    """Your jobs (an admin's: everyone's), newest first."""
+    page, total = list_jobs(session, viewer=user, status=status, limit=limit, offset=offset)
+    return JobPage(items=[JobOut.of(j, services.dashboard_url) for j in page], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={404: {"description": "No such job (or not yours)"}})
+def job(job_id: str, user: CurrentUser, services: ServicesDep, session: SessionDep) -> JobOut:
+    """A job's status, progress per stage, timestamps, Ray job id and dashboard link."""
+    found = reconcile(session, services.ray, get_job(session, job_id, viewer=user))
+    return JobOut.of(found, services.dashboard_url)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={409: {"description": "The job has ended"}})
+def cancel(job_id: str, user: CurrentUser, services: ServicesDep, session: SessionDep) -> JobOut:
+    """Stop a queued or running job: its Ray job and its trials."""
+    found = reconcile(session, services.ray, get_job(session, job_id, viewer=user))
+    return JobOut.of(cancel_job(session, services.ray, found), services.dashboard_url)
+
+
+@router.post("/{job_id}/resume", status_code=202, response_model=JobOut,
+             responses={409: {"description": "The job is not failed or cancelled"}})
+def resume(job_id: str, user: CurrentUser, services: ServicesDep, session: SessionDep) -> JobOut:
+    """Continue a failed or cancelled job from its checkpoints, in a new Ray job."""
+    found = reconcile(session, services.ray, get_job(session, job_id, viewer=user))
+    return JobOut.of(resume_job(session, services.ray, found), services.dashboard_url)

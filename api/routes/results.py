@@ -1,0 +1,105 @@
+"""/v1/jobs/{id}/trials, /results, /best, /trials/{trial}/genotype: a job's results.
+
+Result rows come from the store, where they are imported from the job's Parquet tables
+when its Ray job succeeds; pages and filters are SQL queries on indexed columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fastapi import APIRouter, Query, Response
+
+from api.deps import CurrentUser, SessionDep
+from api.jobstore import get_job, get_trial, list_trials
+from api.problems import Problem
+from api.schemas import BestOut, TrialOut, TrialPage
+from api.service import best_of, bohb_best
+from trials.results import RESULT_SCHEMA, STAGES
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["results"])
+
+Stage = Literal["baselines", "search", "evaluation", "random", "bohb"]
+
+
+@router.get("/trials", response_model=TrialPage)
+def trials(
+    job_id: str, user: CurrentUser, session: SessionDep,
+    stage: Stage | None = None,
+    operators: Literal["S1", "S2"] | None = None,
+    discretization: Literal["all", "topk"] | None = None,
+    n_inputs: Annotated[int | None, Query(ge=1, le=3)] = None,
+    n_cells: Annotated[int | None, Query(ge=1, le=4)] = None,
+    status: Literal["succeeded", "failed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> TrialPage:
+    """A page of the job's trial rows, filtered by stage and setting, ordered by (stage, trial id)."""
+    job = get_job(session, job_id, viewer=user)
+    rows, total = list_trials(session, job, stage=stage, operators=operators, discretization=discretization,
+                              n_inputs=n_inputs, n_cells=n_cells, status=status, limit=limit, offset=offset)
+    return TrialPage(items=[TrialOut.of(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/trials/{trial_id}/genotype", responses={404: {"description": "No such trial, or no genotype"}})
+def genotype(job_id: str, trial_id: str, user: CurrentUser, session: SessionDep,
+             stage: Stage | None = None) -> dict[str, Any]:
+    """The trial's genotype as JSON (a search trial's is the one its evaluation trained)."""
+    job = get_job(session, job_id, viewer=user)
+    row = get_trial(session, job, trial_id, stage=stage)
+    if not row.genotype:
+        raise Problem(404, f"job {job.id} trial {trial_id!r} ({row.stage}) has no genotype "
+                      f"({'a baseline has none' if row.stage == 'baselines' else row.status})")
+    return json.loads(row.genotype)
+
+
+def _all_rows(session, job, stage: str | None) -> list[dict[str, Any]]:
+    rows, _ = list_trials(session, job, stage=stage, limit=10**9)
+    return [r.to_dict() for r in rows]
+
+
+@router.get("/results", responses={200: {"content": {
+    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}}}})
+def results(
+    job_id: str, user: CurrentUser, session: SessionDep,
+    format: Literal["json", "csv", "parquet"] = "json",
+    stage: Stage | None = None,
+) -> Response:
+    """Every result row of the job (or of one stage), as JSON, CSV or Parquet (docs/results.md)."""
+    job = get_job(session, job_id, viewer=user)
+    rows = _all_rows(session, job, stage)
+    rows.sort(key=lambda r: (STAGES.index(r["stage"]), r["trial_key"] or ""))
+    name = f"{job.id}-{stage or 'all'}"
+    if format == "json":
+        return Response(json.dumps(rows), media_type="application/json")
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=RESULT_SCHEMA.names)
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(out.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    table = pa.Table.from_pylist([{k: r.get(k) for k in RESULT_SCHEMA.names} for r in rows], schema=RESULT_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'})
+
+
+@router.get("/best", response_model=BestOut, responses={409: {"description": "No evaluated trial yet"}})
+def best(job_id: str, user: CurrentUser, session: SessionDep) -> BestOut:
+    """The best evaluated genotype (highest test top-1), its metrics, and BOHB's best configuration."""
+    job = get_job(session, job_id, viewer=user)
+    rows = _all_rows(session, job, None)
+    top = best_of(rows)
+    if top is None:
+        raise Problem(409, f"job {job.id} ({job.status}) has no succeeded evaluation yet")
+    trial = TrialOut.model_validate({k: v for k, v in top.items() if k in TrialOut.model_fields})
+    return BestOut(job=job.id, trial=trial, genotype=json.loads(top["genotype"]), bohb=bohb_best(rows))

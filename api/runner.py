@@ -1,0 +1,77 @@
+"""Jobs run as Ray jobs, through the Ray Jobs API: the service never trains.
+
+A job's driver is ``adf-service run-job JOB`` with the validated spec in its environment;
+it shows on the Ray dashboard's Jobs page and keeps running when the service restarts.
+The Jobs API client sends Ray's own auth token (``~/.ray/auth_token`` or
+``RAY_AUTH_TOKEN``) when the cluster has token authentication on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
+
+SPEC_ENV = "ADF_JOB_SPEC"
+
+# Ray's JobStatus → ours. PENDING is still "queued"; STOPPED is a cancel.
+RAY_TO_JOB_STATUS = {
+    "PENDING": "queued",
+    "RUNNING": "running",
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "STOPPED": "cancelled",
+}
+
+
+class RayUnavailable(RuntimeError):
+    """The Ray cluster's Jobs API does not answer."""
+
+
+def _entrypoint() -> str:
+    # The driver runs on the cluster's head node: the console script next to this Python
+    # when it exists (a local Ray), else the one on the head's PATH (an image).
+    script = Path(sys.executable).with_name("adf-service")
+    return str(script) if script.exists() else shutil.which("adf-service") or "adf-service"
+
+
+@dataclass
+class RayJobs:
+    """The Jobs API of one Ray cluster, by its dashboard address (``http://host:8265``)."""
+
+    address: str
+
+    def _client(self):
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            return JobSubmissionClient(self.address)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayUnavailable(f"Ray Jobs API at {self.address}: {exc}") from None
+
+    def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool) -> str:
+        """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""
+        submission_id = f"{job_id}-{attempt}"
+        entrypoint = f"{_entrypoint()} run-job {job_id}" + (" --resume" if resume else "")
+        self._client().submit_job(
+            entrypoint=entrypoint,
+            submission_id=submission_id,
+            runtime_env={"env_vars": {SPEC_ENV: spec_json}},
+            metadata={"adf_job": job_id},
+        )
+        return submission_id
+
+    def status(self, submission_id: str) -> tuple[str, str | None]:
+        """(our status, Ray's message when the job failed)."""
+        info = self._client().get_job_info(submission_id)
+        status = RAY_TO_JOB_STATUS[str(info.status.value)]
+        return status, info.message if status == "failed" else None
+
+    def stop(self, submission_id: str) -> bool:
+        return self._client().stop_job(submission_id)
+
+    def logs(self, submission_id: str) -> str:
+        return self._client().get_job_logs(submission_id)

@@ -1,0 +1,98 @@
+"""Response models of the REST API (separate from the tables in api/models.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from api.models import Job, TrialRow
+
+__all__ = ["BestOut", "JobOut", "JobPage", "StageProgressOut", "TrialOut", "TrialPage"]
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class StageProgressOut(BaseModel):
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    best_test_top1: float | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    owner: str
+    status: JobStatus
+    n_trials: int = Field(description="Ray trials the grid makes (an evaluation runs inside its search trial).")
+    progress: dict[str, StageProgressOut] = Field(description="Per stage: trials done, running, pending.")
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    ray_job_id: str | None = Field(description="The Ray Jobs API submission id of the job's driver.")
+    dashboard_url: str | None = Field(description="The Ray dashboard's page of this job.")
+    storage: str = Field(description="Where the job's checkpoints and result tables are.")
+
+    @classmethod
+    def of(cls, job: Job, dashboard: str | None) -> JobOut:
+        progress = json.loads(job.progress_json or "{}").get("stages", {})
+        url = f"{dashboard.rstrip('/')}/#/jobs/{job.ray_job_id}" if dashboard and job.ray_job_id else None
+        return cls(
+            id=job.id, name=job.name, owner=job.owner.name, status=job.status, n_trials=job.n_trials,
+            progress=progress, created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
+            error=job.error, ray_job_id=job.ray_job_id, dashboard_url=url, storage=job.storage_dir,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TrialOut(BaseModel):
+    stage: str
+    trial_id: str
+    trial_key: str | None
+    operators: str | None
+    discretization: str | None
+    n_inputs: int | None
+    n_cells: int | None
+    modalities: str | None
+    repeat: int | None
+    seed: int | None
+    best_epoch: int | None
+    val_loss: float | None
+    val_top1: float | None
+    test_top1: float | None
+    fusion_params: int | None
+    total_params: int | None
+    wall_seconds: float | None
+    device: str | None
+    status: str
+    error: str | None
+
+    @classmethod
+    def of(cls, row: TrialRow) -> TrialOut:
+        return cls.model_validate({k: v for k, v in row.to_dict().items() if k in cls.model_fields})
+
+
+class TrialPage(BaseModel):
+    items: list[TrialOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class BestOut(BaseModel):
+    job: str
+    trial: TrialOut = Field(description="The evaluated genotype with the best test top-1 (Table 4's best run).")
+    genotype: dict[str, Any]
+    bohb: dict[str, Any] | None = Field(description="BOHB's best configuration and its result, if BOHB ran.")
