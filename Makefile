@@ -17,7 +17,7 @@ demo: setup
 	$(BIN)/adf-service demo
 
 test: setup
-	$(BIN)/ruff check adf_service trials tests bench
+	$(BIN)/ruff check adf_service trials api tests bench
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

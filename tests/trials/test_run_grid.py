@@ -57,6 +57,8 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
         sampled = json.loads(row["config"])["evaluation"]
         assert type(sampled["optimizer"]) is str and type(sampled["batch_size"]) is int
     assert (outcome.job_dir / "spec.json").exists() and (outcome.job_dir / "environment.json").exists()
+    # Ray Tune's TensorBoard logs stay on: `tensorboard --logdir <job dir>` shows every trial.
+    assert len(list(outcome.job_dir.glob("*/events.out.tfevents.*"))) == 2 + 2 + 2
 
 
 def test_resources_no_node_has_fail_at_once(local_ray, store, tmp_path):
