@@ -304,5 +304,7 @@ def demo(
                       f"full report in {out / 'report.json'}")
 
 
+import adf_service.extract.cli  # noqa: E402,F401  (registers `adf-service extract`)
+
 if __name__ == "__main__":
     app()
