@@ -14,7 +14,7 @@ $(BIN)/adf-service: pyproject.toml constraints.txt
 setup: $(BIN)/adf-service
 
 demo: setup
-	$(BIN)/adf-service demo
+	$(BIN)/adf-service local-job examples/grid-smoke.yaml
 
 test: setup
 	$(BIN)/ruff check adf_service trials api tests bench

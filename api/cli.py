@@ -172,3 +172,7 @@ def serve(
     err_console.print(f"Ray dashboard: {settings.ray_address}   job store: {settings.db_url}   auth: {settings.auth}")
     err_console.print(f"REST API on http://{settings.host}:{settings.port} (docs at /docs)")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+import api.client_cli  # noqa: E402,F401  (registers the REST client commands on this app)
+import api.local  # noqa: E402,F401  (registers local-job on this app)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
 
 SPEC_ENV = "ADF_JOB_SPEC"
+AGENT_WAIT_SECONDS = 60.0
 
 # Ray's JobStatus → ours. PENDING is still "queued"; STOPPED is a cancel.
 RAY_TO_JOB_STATUS = {
@@ -56,13 +58,22 @@ class RayJobs:
         """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""
         submission_id = f"{job_id}-{attempt}"
         entrypoint = f"{_entrypoint()} run-job {job_id}" + (" --resume" if resume else "")
-        self._client().submit_job(
-            entrypoint=entrypoint,
-            submission_id=submission_id,
-            runtime_env={"env_vars": {SPEC_ENV: spec_json}},
-            metadata={"adf_job": job_id},
-        )
-        return submission_id
+        client = self._client()
+        deadline = time.monotonic() + AGENT_WAIT_SECONDS
+        while True:
+            try:
+                client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    runtime_env={"env_vars": {SPEC_ENV: spec_json}},
+                    metadata={"adf_job": job_id},
+                )
+                return submission_id
+            except RuntimeError as exc:
+                # A head that just started answers 500 until its dashboard agent registers.
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def status(self, submission_id: str) -> tuple[str, str | None]:
         """(our status, Ray's message when the job failed)."""

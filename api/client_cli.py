@@ -1,0 +1,359 @@
+"""`adf-service submit | list | status | cancel | resume | results | best`: the REST service's client.
+
+Thin: resolve the server and token, call :class:`api.client.ServiceClient`, print. Every
+command takes ``--server`` and ``--token``; without them the client reads ``ADF_SERVER`` /
+``ADF_TOKEN``, then the client config file, then uses http://127.0.0.1:8000 and no token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from adf_service.console import console, err_console, progress_bar
+from adf_service.genotype import Genotype, GenotypeError
+from api.cli import app
+from api.client import ClientConfigError, ServiceClient, ServiceError, resolve_connection
+
+__all__ = ["app"]
+
+POLL_SECONDS = 1.0
+ENDED = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STAGES = ("baselines", "search", "evaluation", "random", "bohb")
+
+ServerOption = Annotated[Optional[str], typer.Option(
+    "--server", metavar="URL", show_default=False,
+    help="The service's URL. Precedence: this flag, then ADF_SERVER, then `server` in the client config "
+         "file ($ADF_CLIENT_CONFIG, else ~/.config/adf-service/client.toml), then http://127.0.0.1:8000.")]
+TokenOption = Annotated[Optional[str], typer.Option(
+    "--token", metavar="TOKEN", show_default=False,
+    help="Bearer token (`adf-service token create` on the server). Precedence: this flag, then ADF_TOKEN, "
+         "then `token` in the client config file, then none.")]
+JobArgument = Annotated[str, typer.Argument(metavar="JOB", help="A job id (see `adf-service list`).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+
+
+def _error(exc: Exception | str, code: int = 2) -> NoReturn:
+    # Text, not markup: a server's message may hold brackets.
+    err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _service(server: str | None, token: str | None) -> Iterator[ServiceClient]:
+    try:
+        connection = resolve_connection(server, token)
+    except ClientConfigError as exc:
+        _error(exc)
+    client = ServiceClient.from_connection(connection)
+    try:
+        yield client
+    except ServiceError as exc:
+        _error(exc)
+    finally:
+        client.close()
+
+
+def _when(iso: str | None) -> str:
+    return "-" if not iso else iso[:19].replace("T", " ")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _done(job: dict) -> str:
+    done = sum(p["succeeded"] + p["failed"] for p in job["progress"].values())
+    return f"{done}/{job['n_trials']}"
+
+
+def _stages(job: dict) -> list[tuple[str, dict]]:
+    """The job's progress per stage, in the order the stages run."""
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    return sorted(job["progress"].items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def _stage_table(job: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("stage")
+    for name in ("trials", "succeeded", "failed", "running", "pending"):
+        table.add_column(name, justify="right")
+    table.add_column("best test top-1", justify="right")
+    for stage, p in _stages(job):
+        table.add_row(stage, str(p["total"]), str(p["succeeded"]), str(p["failed"]), str(p["running"]),
+                      str(p["pending"]), _pct(p["best_test_top1"]))
+    return table
+
+
+# --- submit and follow --------------------------------------------------------------------
+
+
+def _follow(client: ServiceClient, job: dict) -> dict:
+    """Poll the job until it ends, with a bar per stage (done/total, running, best) and one for all."""
+    bars = progress_bar()
+    tasks: dict[str, int] = {}
+    with bars:
+        overall = bars.add_task("all trials", total=job["n_trials"], status=job["status"])
+        while True:
+            stages = job["progress"]
+            for stage, p in _stages(job):
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=p["total"], status="")
+                status = f"running {p['running']}"
+                if p["failed"]:
+                    status += f"  failed {p['failed']}"
+                if p["best_test_top1"] is not None:
+                    status += f"  best test {p['best_test_top1']:.1f}%"
+                bars.update(tasks[stage], total=p["total"], completed=p["succeeded"] + p["failed"], status=status)
+            done = sum(p["succeeded"] + p["failed"] for p in stages.values())
+            total = max(job["n_trials"], sum(p["total"] for p in stages.values()))
+            bars.update(overall, total=total, completed=done, status=job["status"])
+            if job["status"] in ENDED:
+                return job
+            time.sleep(POLL_SECONDS)
+            job = client.job(job["id"])
+
+
+def _summary(client: ServiceClient, job: dict) -> None:
+    console.print(_stage_table(job, f"job {job['id']} {job['name']!r}: {job['status']}"))
+    if job["status"] != "succeeded":
+        return
+    try:
+        best = client.best(job["id"])
+    except ServiceError as exc:
+        if exc.status != 409:  # 409: no evaluated genotype (e.g. a baselines-only grid)
+            raise
+        return
+    t = best["trial"]
+    params = f"{_count(t['fusion_params'])} fusion params"
+    if t["total_params"] is not None:
+        params += f" ({t['total_params']:,} in all)"
+    console.print(f"best genotype: trial {t['trial_id']} ({_setting(t)}), test top-1 {_pct(t['test_top1'])}, "
+                  f"{params}; `adf-service best {job['id']}` shows its cells", highlight=False)
+
+
+@app.command()
+def submit(
+    grid: Annotated[Path, typer.Argument(metavar="GRID", help="A grid.yaml file; the server validates it.")],
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Follow the job to its end: progress bars, then a summary; exit 1 unless it succeeded.")
+    ] = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Submit a grid to the service as a new job; print its id and URL."""
+    try:
+        text = grid.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _error(f"{grid}: cannot read the grid: {getattr(exc, 'strerror', None) or exc}")
+    with _service(server, token) as client:
+        job = client.submit(text, source=str(grid))
+        if not as_json:
+            console.print(f"submitted job {job['id']} ({job['name']!r}, {job['n_trials']} trials): "
+                          f"{client.job_url(job['id'])}", highlight=False, soft_wrap=True)
+        if not wait:
+            if as_json:
+                print(json.dumps(job))
+            return
+        try:
+            job = client.job(job["id"]) if as_json else _follow(client, job)
+            while job["status"] not in ENDED:
+                time.sleep(POLL_SECONDS)
+                job = client.job(job["id"])
+        except KeyboardInterrupt:
+            err_console.print(f"stopped waiting: job {job['id']} keeps running on the server. Follow it with "
+                              f"`adf-service status {job['id']}`, stop it with `adf-service cancel {job['id']}`",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        if as_json:
+            print(json.dumps(job))
+        else:
+            _summary(client, job)
+    if job["status"] != "succeeded":
+        err_console.print(Text.assemble((f"job {job['id']} {job['status']}", "bold red"),
+                                        f": {job['error'] or 'no error recorded'}"), soft_wrap=True)
+        raise typer.Exit(1)
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(
+    status: Annotated[Optional[str], typer.Option(help=f"Only jobs in this status: {', '.join(STATUSES)}.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs (1-500).")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many of the newest jobs first.")] = 0,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Your jobs on the service (an admin's: everyone's), newest first."""
+    with _service(server, token) as client:
+        page = client.list_jobs(status=status, limit=limit, offset=offset)
+    if as_json:
+        print(json.dumps(page))
+        return
+    table = Table(title="jobs (times in UTC)")
+    for column in ("id", "name", "status", "created"):
+        table.add_column(column, no_wrap=column == "id")
+    table.add_column("trials done", justify="right")
+    for job in page["items"]:
+        table.add_row(job["id"], job["name"], job["status"], _when(job["created_at"]), _done(job))
+    console.print(table)
+    if page["total"] > len(page["items"]):
+        console.print(f"{len(page['items'])} of {page['total']} jobs from #{offset + 1} (see --limit, --offset)")
+
+
+@app.command()
+def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
+           token: TokenOption = None) -> None:
+    """A job's status, timestamps, Ray job, dashboard link and progress per stage."""
+    with _service(server, token) as client:
+        found = client.job(job)
+    if as_json:
+        print(json.dumps(found))
+        return
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    for name, value in (
+        ("status", found["status"]), ("owner", found["owner"]), ("created", _when(found["created_at"])),
+        ("started", _when(found["started_at"])), ("ended", _when(found["ended_at"])),
+        ("Ray job", found["ray_job_id"] or "-"), ("dashboard", found["dashboard_url"] or "-"),
+        ("storage", found["storage"]), ("error", found["error"] or "-"),
+    ):
+        facts.add_row(name, Text(str(value)))
+    console.print(f"job {found['id']} {found['name']!r} (times in UTC)", highlight=False)
+    console.print(facts)
+    if found["progress"]:
+        console.print(_stage_table(found, "progress per stage"))
+
+
+@app.command()
+def cancel(job: JobArgument, server: ServerOption = None, token: TokenOption = None) -> None:
+    """Stop a queued or running job: its Ray job and its trials."""
+    with _service(server, token) as client:
+        found = client.cancel(job)
+    console.print(f"job {found['id']}: {found['status']} (`adf-service resume {found['id']}` goes on "
+                  "from its checkpoints)", highlight=False)
+
+
+@app.command()
+def resume(job: JobArgument, server: ServerOption = None, token: TokenOption = None) -> None:
+    """Continue a failed or cancelled job from its checkpoints, in a new Ray job."""
+    with _service(server, token) as client:
+        found = client.resume(job)
+    console.print(f"job {found['id']}: {found['status']} as Ray job {found['ray_job_id']} "
+                  f"(follow it with `adf-service status {found['id']}`)", highlight=False)
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def _setting(row: dict[str, Any]) -> str:
+    if row.get("operators") is None:
+        return row.get("modalities") or "-"
+    return f"{row['operators']} {row['discretization']} I={row['n_inputs']} cells={row['n_cells']}"
+
+
+@app.command()
+def results(
+    job: JobArgument,
+    format: Annotated[str, typer.Option(
+        "--format", help="json (a table, or the rows with -o), csv, or parquet (needs -o).")] = "json",
+    stage: Annotated[Optional[str], typer.Option(help=f"Only this stage: {', '.join(STAGES)}.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Write the rows to this file ('-': stdout) in --format.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Every result row of a job (or of one stage): a table, JSON, CSV or Parquet."""
+    if format not in ("json", "csv", "parquet"):
+        _error(f"--format {format!r}: choose json, csv or parquet")
+    if format == "parquet" and (output is None or str(output) == "-"):
+        _error("--format parquet writes a binary file: name it with -o FILE")
+    with _service(server, token) as client:
+        answer = client.results(job, format=format, stage=stage)
+    if format == "json":
+        if output is None:
+            _print_rows(job, answer)
+            return
+        answer = (json.dumps(answer, indent=2) + "\n").encode()
+    if output is None or str(output) == "-":
+        typer.echo(answer.decode(), nl=False)
+        return
+    try:
+        output.write_bytes(answer)
+    except OSError as exc:
+        _error(f"{output}: cannot write the results: {exc.strerror}")
+    err_console.print(f"wrote {output} ({len(answer):,} bytes, {format})", highlight=False)
+
+
+def _print_rows(job: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"job {job}: {len(rows)} result rows")
+    for column in ("stage", "trial", "setting", "status"):
+        table.add_column(column)
+    for column in ("test top-1", "val loss", "fusion params"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        loss = "-" if r["val_loss"] is None else f"{r['val_loss']:.3f}"
+        table.add_row(r["stage"], r["trial_id"], _setting(r), r["status"], _pct(r["test_top1"]), loss,
+                      _count(r["fusion_params"]))
+    console.print(table)
+
+
+@app.command()
+def best(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
+         token: TokenOption = None) -> None:
+    """A job's best evaluated genotype (highest test top-1): its cells, its metrics, and BOHB's best config."""
+    with _service(server, token) as client:
+        found = client.best(job)
+    if as_json:
+        print(json.dumps(found))
+        return
+    t = found["trial"]
+    console.print(f"job {found['job']}: best genotype from trial {t['trial_id']} ({_setting(t)})", highlight=False)
+    try:
+        console.print(Genotype.from_dict(found["genotype"]).to_text(), markup=False, highlight=False)
+    except GenotypeError:  # a genotype format this client does not know: show it as it came
+        console.print_json(data=found["genotype"])
+    metrics = Table(title="metrics")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in (
+        ("test top-1", _pct(t["test_top1"])), ("val top-1", _pct(t["val_top1"])),
+        ("val loss", "-" if t["val_loss"] is None else f"{t['val_loss']:.4f}"),
+        ("best epoch", "-" if t["best_epoch"] is None else str(t["best_epoch"])),
+        ("fusion params", _count(t["fusion_params"])), ("total params", _count(t["total_params"])),
+        ("wall time", "-" if t["wall_seconds"] is None else f"{t['wall_seconds']:.1f} s"),
+        ("device", t["device"] or "-"),
+    ):
+        metrics.add_row(name, value)
+    console.print(metrics)
+    bohb = found["bohb"]
+    if bohb is None:
+        console.print("BOHB: did not run in this job")
+        return
+    loss = "-" if bohb["val_loss"] is None else f"{bohb['val_loss']:.4f}"
+    console.print(f"BOHB's best configuration: trial {bohb['trial_id']}, val loss {loss}, "
+                  f"test top-1 {_pct(bohb['test_top1'])}", highlight=False)
+    config = Table()
+    config.add_column("hyperparameter")
+    config.add_column("value", justify="right")
+    for name, value in bohb["config"].items():
+        config.add_row(name, "-" if value is None else str(value))
+    console.print(config)
