@@ -131,11 +131,16 @@ def _jobs_api_answers(address: str) -> bool:
 
 def _local_ray() -> str:
     """The dashboard of a local Ray head, started (detached: it outlives the server) if none runs."""
+    import os
     import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    # Ray 2.60 turns token auth on for a head started while ~/.ray/auth_token exists; its Jobs
+    # API client sends the token only when told that auth is on.
+    if Path("~/.ray/auth_token").expanduser().exists():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     if _jobs_api_answers(LOCAL_DASHBOARD):
         return LOCAL_DASHBOARD
     ray = Path(sys.executable).with_name("ray")

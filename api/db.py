@@ -46,14 +46,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# FastAPI runs sync routes on a threadpool of 40: a smaller connection pool lets requests
+# that hold a connection wait on threads held by requests waiting for a connection.
+POOL_SIZE = 40
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; for SQLite: threads share it, WAL, foreign keys on, parent dir created."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_size", POOL_SIZE)
         return create_engine(url, pool_pre_ping=True, **kwargs)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:":
+        kwargs.setdefault("pool_size", POOL_SIZE)
     connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
     connect_args.update(kwargs.pop("connect_args", {}))
     engine = create_engine(url, connect_args=connect_args, **kwargs)

@@ -25,6 +25,7 @@ from trials.results import STAGES
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TRIAL_COLUMNS",
+    "find_by_key",
     "IdempotencyConflict",
     "InvalidTransition",
     "JobNotFound",
@@ -137,6 +138,13 @@ def create_job(
             ) from None
         return existing, False
     return job, True
+
+
+def find_by_key(s: Session, owner: User, idempotency_key: str) -> Job | None:
+    """The owner's job made with ``idempotency_key``, if any."""
+    return s.scalars(
+        select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key)
+    ).one_or_none()
 
 
 def get_job(s: Session, job_id: str, *, viewer: User) -> Job:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import Job, TrialRow
 
@@ -58,6 +58,8 @@ class JobPage(BaseModel):
 
 
 class TrialOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     stage: str
     trial_id: str
     trial_key: str | None
@@ -81,7 +83,7 @@ class TrialOut(BaseModel):
 
     @classmethod
     def of(cls, row: TrialRow) -> TrialOut:
-        return cls.model_validate({k: v for k, v in row.to_dict().items() if k in cls.model_fields})
+        return cls.model_validate(row, from_attributes=True)
 
 
 class TrialPage(BaseModel):

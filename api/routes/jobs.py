@@ -6,9 +6,10 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ServicesDep, SessionDep
-from api.jobstore import count_running, get_job, hash_request, list_jobs
+from api.jobstore import count_running, find_by_key, get_job, hash_request, list_jobs
 from api.problems import Problem
 from api.schemas import JobOut, JobPage
 from api.service import accept_grid, cancel_job, n_trials, reconcile, resume_job
@@ -84,11 +85,16 @@ async def submit_job(
     if size > settings.max_grid_trials:
         raise Problem(422, f"the grid makes {size:,} trials, more than this service's limit of "
                       f"{settings.max_grid_trials:,}", errors=[{"path": "", "message": "too many trials", "line": None}])
-    if count_running(session, user) >= settings.max_running_jobs_per_user:
+    # The store and the Ray Jobs API block: off the event loop, or every other request waits (and
+    # a pool connection awaited here, held by requests parked on the loop, is never freed).
+    # A retried submission that already made its job is a replay, never refused by the cap.
+    replay = idempotency_key is not None and await run_in_threadpool(
+        find_by_key, session, user, idempotency_key)
+    if not replay and await run_in_threadpool(count_running, session, user) >= settings.max_running_jobs_per_user:
         raise Problem(429, f"user {user.name!r} has {settings.max_running_jobs_per_user} queued or running "
                       "jobs, the most allowed: wait for one to end or cancel one")
-    job, created = accept_grid(
-        session, services.ray, settings, owner=user, spec=spec,
+    job, created = await run_in_threadpool(
+        accept_grid, session, services.ray, settings, owner=user, spec=spec,
         request_hash=hash_request(spec.model_dump(mode="json")), idempotency_key=idempotency_key,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -17,6 +17,7 @@ from api.jobstore import (
     TrialNotFound,
     count_running,
     create_job,
+    find_by_key,
     get_job,
     get_trial,
     hash_request,
@@ -167,6 +168,12 @@ def test_idempotency_keys_belong_to_one_owner(session, alice, bob):
     a, _ = submit(session, alice, key="k1")
     b, created = submit(session, bob, key="k1")
     assert created and a.id != b.id
+
+
+def test_find_by_key_finds_only_the_owners_job_with_that_key(session, alice, bob):
+    job, _ = submit(session, alice, key="k9")
+    assert find_by_key(session, alice, "k9").id == job.id
+    assert find_by_key(session, bob, "k9") is None and find_by_key(session, alice, "other") is None
 
 
 def test_hash_request_ignores_key_order_but_not_values():

@@ -1,0 +1,203 @@
+"""The REST API against its own OpenAPI schema: schemathesis generates requests for every
+operation, valid and invalid, and no answer may be a server error or contradict the
+response schema it documents.
+
+In-process (ASGI, the app's lifespan running) over a real SQLite store and a real local
+Ray's Jobs API. A finished job with imported result rows gives the result routes data to
+serve, a failed one can be resumed; a grid that validates really becomes a Ray job, kept
+cheap by a small trial limit and a per-user cap, and its feature store does not exist, so
+its driver fails at once.
+
+Not checked, because the schema does not say it yet (see docs/rest.md): the 401, 404, 400,
+415 and 429 answers and the ``application/problem+json`` type of every error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+
+import hypothesis.strategies as st
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+)
+
+from adf_service.genotype import random_genotype
+from adf_service.space import SearchSpace
+from api.app import create_app
+from api.auth import create_user, issue_token
+from api.db import make_engine, make_sessionmaker, upgrade
+from api.jobstore import create_job, replace_trials, set_status
+from api.models import Job
+from api.settings import Settings
+from trials.results import RESULT_SCHEMA
+
+MAX_EXAMPLES = 50  # per operation and test; the whole module runs in about 30 s on 2 cores
+NO_DEADLINE = settings(deadline=None, suppress_health_check=list(HealthCheck))
+
+# A grid small enough to be accepted (2 trials); its store does not exist, so its Ray job fails at once.
+TINY_GRID = {
+    "name": "tiny", "dataset": {"store": "no-such-store"}, "repeats": 1,
+    "space": {"operators": ["S2"], "discretizations": ["all"], "inputs": [1], "cells": [1], "channels": 8},
+    "baselines": {"combos": [["rgb"]], "repeats": 1}, "random": {"enabled": False}, "bohb": {"enabled": False},
+    "resources": {"gpus_per_trial": 0, "cpus_per_trial": 1},
+}
+SEEDED = {"seeded-finished": "finished", "seeded-broken": "broken"}  # job id placeholders, filled in per case
+TRIALS = ("t_base", "t_search", "t_random")
+STATUSES: dict[str, set[int]] = defaultdict(set)  # "METHOD /path" → statuses answered with a token
+
+
+def result_rows(job_id: str) -> list[dict]:
+    """A row per stage shaped like RESULT_SCHEMA (an evaluation shares its search trial's id)."""
+    genotype = random_genotype(SearchSpace("S2", 2, 2, channels=16), "topk", random.Random(0)).to_json(indent=None)
+    setting = {"operators": "S2", "discretization": "topk", "n_inputs": 2, "n_cells": 2}
+    bohb_config = {"batch_size": 16, "lr": 1e-3, "optimizer": "AdamW", "weight_decay": 1e-4, "epochs": 9}
+    common = dict.fromkeys(RESULT_SCHEMA.names) | {"job": job_id, "seed": 7, "repeat": 0, "status": "succeeded"}
+    search = common | setting | {"trial_id": "t_search", "trial_key": "search-S2-topk-I2-C2-r0", "genotype": genotype}
+    return [
+        common | {"stage": "baselines", "trial_id": "t_base", "trial_key": "baselines-R+F+P-r0",
+                  "modalities": "rgb+flow+pose", "val_loss": 1.1, "val_top1": 40.0, "test_top1": 38.5},
+        search | {"stage": "search", "val_loss": 0.9, "val_top1": 55.0, "best_epoch": 3},
+        search | {"stage": "evaluation", "val_loss": 0.7, "val_top1": 70.0, "test_top1": 68.0, "best_epoch": 5,
+                  "fusion_params": 123_456, "total_params": 9_123_456},
+        common | setting | {"stage": "random", "trial_id": "t_random", "trial_key": "random-S2-topk-I2-C2-r0",
+                            "status": "failed", "error": "RuntimeError: out of memory"},
+        common | {"stage": "bohb", "trial_id": "t_bohb", "trial_key": "bohb-0", "val_loss": 0.6, "test_top1": 69.0,
+                  "config": json.dumps({"evaluation": bohb_config})},
+    ]
+
+
+@pytest.fixture(scope="module")
+def ray_dashboard() -> Iterator[str]:
+    """A local Ray head with its dashboard, its agent on a free port.
+
+    Overrides tests/api/conftest.py's: under ``ray.init`` the dashboard agent takes the
+    default port 52365, and where another Ray already holds it (a second test session on
+    the machine) the agent runs without its HTTP server, and every submission waits 10 s
+    and fails with "No available agent to submit job".
+    """
+    from ray.cluster_utils import Cluster
+
+    from tests.api.live import free_port
+
+    port = free_port()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
+        "dashboard_agent_listen_port": free_port(),
+    })
+    yield f"http://127.0.0.1:{port}"
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def service(ray_dashboard, tmp_path_factory) -> Iterator[dict]:
+    """The app over a store holding alice, her token, a finished job with result rows and a failed job."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("schema"), ray_address=ray_dashboard, auth="tokens",
+        max_grid_trials=8, max_running_jobs_per_user=2, max_upload_bytes=20_000,
+    )
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as s:
+        alice = create_user(s, "alice")
+        token = issue_token(s, alice)
+        jobs = {}
+        for name, end in (("finished", "succeeded"), ("broken", "failed")):
+            job, _ = create_job(s, owner=alice, name=name, spec_json=json.dumps(TINY_GRID), request_hash=name,
+                                n_trials=2, storage_root=settings.storage_dir)
+            set_status(s, job, "running")
+            set_status(s, job, end, error="seeded" if end == "failed" else None)
+            jobs[name] = job.id
+        replace_trials(s, s.get(Job, jobs["finished"]), result_rows(jobs["finished"]))
+    engine.dispose()
+    # Left idle, the reconciler keeps accepted jobs queued, so max_running_jobs_per_user
+    # caps the Ray jobs this run starts.
+    yield {"app": create_app(settings, reconcile_every=3600), "token": token, "jobs": jobs}
+    asgi.shutdown_lifespans()  # the app's lifespan, started by its first request
+
+
+CONFIG = {
+    "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+    "phases": {"stateful": {"enabled": False}},
+}
+# The schema does not depend on settings: it is read from an app that never starts, and
+# every case goes to the module's app.
+schema = schemathesis.openapi.from_dict(
+    create_app(Settings(ray_address="http://127.0.0.1:1")).openapi(), config=schemathesis.Config.from_dict(CONFIG)
+)
+
+
+@schema.hook
+def flatmap_path_parameters(context, path_parameters):
+    # A generated job id is unknown (404): steer three in four to the seeded jobs, and half the
+    # trial ids to the one with a genotype.
+    if not isinstance(path_parameters, dict) or "job_id" not in path_parameters:
+        return st.just(path_parameters)
+    job_ids = st.sampled_from([*SEEDED, "seeded-finished", path_parameters["job_id"]])
+    trial_ids = st.sampled_from([*TRIALS, "t_search", "t_search", path_parameters.get("trial_id")])
+    has_trial = "trial_id" in path_parameters
+    return st.builds(
+        lambda job_id, trial_id: path_parameters | {"job_id": job_id} | ({"trial_id": trial_id} if has_trial else {}),
+        job_ids, trial_ids,
+    )
+
+
+@schema.hook
+def flatmap_body(context, body):
+    # Few generated grids pass the checks beyond the JSON Schema and the trial limit: mix in one that does.
+    if isinstance(body, dict):
+        return st.sampled_from([body, TINY_GRID])
+    if isinstance(body, str):
+        return st.sampled_from([body, yaml.safe_dump(TINY_GRID)])
+    return st.just(body)
+
+
+def send(case, service: dict, token: str | None):
+    job_id = (case.path_parameters or {}).get("job_id")
+    if job_id in SEEDED:
+        case.path_parameters["job_id"] = service["jobs"][SEEDED[job_id]]
+    return case.call(app=service["app"], headers={"Authorization": f"Bearer {token}"} if token else None)
+
+
+@schema.parametrize()
+@NO_DEADLINE
+def test_no_request_makes_a_server_error_or_an_answer_off_its_schema(case, service):
+    response = send(case, service, service["token"])
+    if case.method == case.operation.method.upper():
+        STATUSES[f"{case.method} {case.path}"].add(response.status_code)
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    if response.status_code < 400:
+        case.validate_response(response, checks=[content_type_conformance, response_headers_conformance])
+
+
+@schema.parametrize()
+@settings(NO_DEADLINE, max_examples=8)
+def test_without_a_token_every_route_but_healthz_is_401_problem_json(case, service):
+    response = send(case, service, None)
+    if case.method != case.operation.method.upper():  # schemathesis also tries methods the path lacks
+        assert response.status_code == 405
+    elif case.path == "/healthz":
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 401, f"{case.method} {case.formatted_path}: {response.text[:500]}"
+        assert response.headers["content-type"] == ["application/problem+json"]
+        assert response.headers["www-authenticate"] == ["Bearer"]
+
+
+def test_the_run_reached_the_seeded_jobs_and_ray():
+    if not STATUSES:
+        pytest.skip("runs after the schemathesis run of this module")
+    reached = {op for op, statuses in STATUSES.items() if any(200 <= s < 300 for s in statuses)}
+    assert set(STATUSES) - reached == {"POST /v1/jobs/{job_id}/cancel"}  # every seeded job has ended
+    assert 409 in STATUSES["POST /v1/jobs/{job_id}/cancel"]
+    assert {202, 429} <= STATUSES["POST /v1/jobs"]  # accepted by Ray, then over the per-user cap
