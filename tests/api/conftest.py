@@ -194,16 +194,24 @@ def admin(session: Session) -> User:
 
 @pytest.fixture(scope="module")
 def ray_dashboard() -> Iterator[str]:
-    """A real local Ray with its dashboard; its Jobs API runs the service's jobs."""
+    """A real local Ray head with its dashboard (the Jobs API runs the service's jobs), this
+    process connected to it. The dashboard agent gets a free port: under a plain
+    ``ray.init`` it takes 52365, and where another Ray holds that port the agent runs
+    without its HTTP server and every submission fails ("No available agent")."""
     import ray
+    from ray.cluster_utils import Cluster
 
     from tests.api.live import free_port
 
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-             log_to_driver=False)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
+        "dashboard_agent_listen_port": free_port(),
+    })
+    ray.init(address=cluster.address, log_to_driver=False)
     yield f"http://127.0.0.1:{port}"
     ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="module")

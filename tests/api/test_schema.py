@@ -78,28 +78,6 @@ def result_rows(job_id: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def ray_dashboard() -> Iterator[str]:
-    """A local Ray head with its dashboard, its agent on a free port.
-
-    Overrides tests/api/conftest.py's: under ``ray.init`` the dashboard agent takes the
-    default port 52365, and where another Ray already holds it (a second test session on
-    the machine) the agent runs without its HTTP server, and every submission waits 10 s
-    and fails with "No available agent to submit job".
-    """
-    from ray.cluster_utils import Cluster
-
-    from tests.api.live import free_port
-
-    port = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
-        "dashboard_agent_listen_port": free_port(),
-    })
-    yield f"http://127.0.0.1:{port}"
-    cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
 def service(ray_dashboard, tmp_path_factory) -> Iterator[dict]:
     """The app over a store holding alice, her token, a finished job with result rows and a failed job."""
     settings = Settings(
