@@ -95,7 +95,7 @@ def create_job(
     spec_json: str,
     request_hash: str,
     n_trials: int,
-    storage_root: Path,
+    storage_root: str | Path,
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a queued job; returns ``(job, created)``.
@@ -115,7 +115,7 @@ def create_job(
         spec_json=spec_json,
         request_hash=request_hash,
         idempotency_key=idempotency_key,
-        storage_dir=str(Path(storage_root) / job_id),
+        storage_dir=f"{str(storage_root).rstrip('/')}/{job_id}",  # a path or a URI
         n_trials=n_trials,
         progress_json="{}",
     )

@@ -89,8 +89,8 @@ def resume_job(s: Session, ray: RayJobs, job: Job) -> Job:
 
 
 def _storage(job: Job) -> JobStorage:
-    path = Path(job.storage_dir)
-    return JobStorage.of(str(path.parent), path.name)
+    root, name = job.storage_dir.rsplit("/", 1)  # a path or a URI: never through Path
+    return JobStorage.of(root, name)
 
 
 def import_results(s: Session, job: Job) -> int:

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(
         None, description="Ray cluster address (Jobs API, e.g. http://head:8265); default: a local Ray."
     )
-    storage: Path | None = Field(
+    storage: str | None = Field(
         None, description="Where jobs write checkpoints and result tables; default: {data_dir}/runs."
     )
     auth: Literal["tokens", "local"] = Field(
@@ -63,10 +63,18 @@ class Settings(BaseSettings):
         None, description="External base URL of the service, for Location headers and dashboard links."
     )
 
-    @field_validator("data_dir", "storage")
+    @field_validator("data_dir")
     @classmethod
-    def _expand_user(cls, path: Path | None) -> Path | None:
-        return None if path is None else path.expanduser()
+    def _expand_user(cls, path: Path) -> Path:
+        return path.expanduser()
+
+    @field_validator("storage")
+    @classmethod
+    def _local_or_uri(cls, storage: str | None) -> str | None:
+        # A URI (s3://, gs://, file://) goes to pyarrow as it is; a path is made absolute.
+        if storage is None or "://" in storage:
+            return storage
+        return str(Path(storage).expanduser().resolve())
 
     @property
     def db_url(self) -> str:
@@ -74,9 +82,9 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"
 
     @property
-    def storage_dir(self) -> Path:
-        """Root of the jobs' storage: ``storage``, else ``{data_dir}/runs``."""
-        return self.storage if self.storage is not None else self.data_dir / "runs"
+    def storage_dir(self) -> str:
+        """Root of the jobs' storage (a path or a pyarrow URI): ``storage``, else ``{data_dir}/runs``."""
+        return self.storage if self.storage is not None else str(self.data_dir.resolve() / "runs")
 
     def check_bind(self, host: str) -> None:
         """Refuse to serve ``auth="local"`` (no tokens, everyone is admin) beyond this machine."""

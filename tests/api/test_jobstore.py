@@ -170,6 +170,16 @@ def test_idempotency_keys_belong_to_one_owner(session, alice, bob):
     assert created and a.id != b.id
 
 
+def test_a_storage_uri_root_gives_a_job_uri_that_job_storage_opens(session, alice, tmp_path):
+    from api.service import _storage
+
+    job, _ = create_job(session, owner=alice, name="g", spec_json="{}", request_hash="h", n_trials=1,
+                        storage_root=f"file://{tmp_path}/runs/")
+    assert job.storage_dir == f"file://{tmp_path}/runs/{job.id}"
+    storage = _storage(job)
+    assert storage.uri == job.storage_dir and storage.path == f"{tmp_path}/runs/{job.id}"
+
+
 def test_find_by_key_finds_only_the_owners_job_with_that_key(session, alice, bob):
     job, _ = submit(session, alice, key="k9")
     assert find_by_key(session, alice, "k9").id == job.id

@@ -34,7 +34,7 @@ def test_defaults_keep_everything_under_the_expanded_data_dir(tmp_path):
     settings = Settings()
     assert settings.data_dir == tmp_path / "home" / ".adf-service"
     assert settings.db_url == f"sqlite:///{tmp_path / 'home' / '.adf-service' / 'jobs.db'}"
-    assert settings.storage_dir == tmp_path / "home" / ".adf-service" / "runs"
+    assert settings.storage_dir == str(tmp_path / "home" / ".adf-service" / "runs")
     assert (settings.auth, settings.host, settings.port) == ("tokens", "127.0.0.1", 8000)
     assert (settings.max_grid_trials, settings.max_upload_bytes) == (2000, 1_000_000)
     assert settings.public_url is None and settings.ray_address is None
@@ -45,7 +45,12 @@ def test_database_url_and_storage_override_the_data_dir_defaults(monkeypatch, tm
     monkeypatch.setenv("ADF_STORAGE", "~/shared/runs")
     settings = Settings(data_dir=tmp_path)
     assert settings.db_url == "postgresql+psycopg://adf@db/adf"
-    assert settings.storage_dir == tmp_path / "home" / "shared" / "runs"
+    assert settings.storage_dir == str(tmp_path / "home" / "shared" / "runs")
+
+
+def test_a_storage_uri_is_kept_as_it_is(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADF_STORAGE", "s3://bucket/adf/runs")
+    assert Settings(data_dir=tmp_path).storage_dir == "s3://bucket/adf/runs"
 
 
 def test_auth_accepts_only_tokens_or_local(monkeypatch):
