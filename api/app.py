@@ -57,7 +57,9 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.grid_schemas())
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(jobs.grid_schemas())
+            document_problems(schema, components)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -78,6 +80,40 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         return {"status": "ok", "database": "ok", "ray": ray_state}
 
     return app
+
+
+_PROBLEMS = {
+    "400": "Malformed body (YAML or JSON)", "401": "No bearer token, or an unknown or revoked one",
+    "404": "No such job or trial (or not yours)", "409": "Conflict with the job's state or an idempotency key",
+    "413": "Body over the size limit", "415": "Unsupported content type",
+    "422": "Invalid grid or query parameters", "429": "Too many queued or running jobs",
+}
+_POST_JOBS = ("400", "413", "415", "422", "429")
+
+
+def document_problems(schema: dict, components: dict) -> None:
+    """Every error answer, as it really is: problem+json (api/problems.py) in the schema."""
+    from api.schemas import ProblemOut
+
+    problem = ProblemOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem.pop("$defs", {}))
+    components["ProblemOut"] = problem
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            codes = {code for code in responses if code.startswith("4")}
+            if path != "/healthz":
+                codes |= {"401", "422"}
+            if "{job_id}" in path:
+                codes.add("404")
+            if path == "/v1/jobs" and method == "post":
+                codes |= set(_POST_JOBS)
+            for code in codes:
+                description = responses.get(code, {}).get("description") or _PROBLEMS[code]
+                responses[code] = {"description": description, "content": content}
 
 
 async def _reconcile_forever(services: Services, every: float) -> None:

@@ -10,9 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import Job, TrialRow
 
-__all__ = ["BestOut", "JobOut", "JobPage", "StageProgressOut", "TrialOut", "TrialPage"]
+__all__ = ["ProblemOut", "BestOut", "JobOut", "JobPage", "StageProgressOut", "TrialOut", "TrialPage"]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class FieldProblem(BaseModel):
+    path: str = Field(description="The bad field, e.g. space.cells[0] (a query or body location for others).")
+    message: str
+    line: int | None = Field(description="Its line in a YAML body, when known.")
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details: every error answer (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = Field(None, description="422: one entry per bad field.")
 
 
 class StageProgressOut(BaseModel):
