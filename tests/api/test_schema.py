@@ -179,4 +179,24 @@ def test_the_run_reached_the_seeded_jobs_and_ray():
     reached = {op for op, statuses in STATUSES.items() if any(200 <= s < 300 for s in statuses)}
     assert set(STATUSES) - reached == {"POST /v1/jobs/{job_id}/cancel"}  # every seeded job has ended
     assert 409 in STATUSES["POST /v1/jobs/{job_id}/cancel"]
-    assert {202, 429} <= STATUSES["POST /v1/jobs"]  # accepted by Ray, then over the per-user cap
+    assert 202 in STATUSES["POST /v1/jobs"]  # a generated grid was accepted and submitted to Ray
+
+
+def test_submissions_over_the_per_user_cap_are_429_and_a_replay_is_not(service):
+    def call(path: str, method: str, **kwargs):
+        return send(schema[path][method].Case(**kwargs), service, service["token"])
+
+    for status in ("queued", "running"):  # free the cap (2) from what the generated run left
+        for job in call("/v1/jobs", "GET", query={"status": status, "limit": 500}).json()["items"]:
+            call("/v1/jobs/{job_id}/cancel", "POST", path_parameters={"job_id": job["id"]})
+
+    def post(name: str, key: str):
+        return call("/v1/jobs", "POST", body=dict(TINY_GRID, name=name), media_type="application/json",
+                    headers={"Idempotency-Key": key})
+
+    answers = [post(f"cap-{i}", key=f"cap-key-{i}") for i in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429], [a.text[:300] for a in answers]
+    assert answers[2].headers["content-type"] == ["application/problem+json"]
+    assert "alice" in answers[2].json()["detail"]
+    replay = post("cap-0", key="cap-key-0")  # a retry of a submission that made its job
+    assert replay.status_code == 202 and replay.json()["id"] == answers[0].json()["id"]
