@@ -72,12 +72,7 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         """The service is up; whether its store and its Ray Jobs API answer."""
         with services.sessions() as session:
             session.execute(text("SELECT 1"))
-        try:
-            services.ray._client()
-            ray_state = "ok"
-        except Exception:
-            ray_state = "unreachable"
-        return {"status": "ok", "database": "ok", "ray": ray_state}
+        return {"status": "ok", "database": "ok", "ray": "ok" if services.ray.reachable() else "unreachable"}
 
     return app
 

@@ -119,16 +119,6 @@ def revoke(
 LOCAL_DASHBOARD = "http://127.0.0.1:8265"
 
 
-def _jobs_api_answers(address: str) -> bool:
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        JobSubmissionClient(address)
-    except Exception:
-        return False
-    return True
-
-
 def _local_ray() -> str:
     """The dashboard of a local Ray head, started (detached: it outlives the server) if none runs."""
     import os
@@ -137,18 +127,21 @@ def _local_ray() -> str:
     import sys
     from pathlib import Path
 
+    from api.runner import RayJobs
+
     # Ray 2.60 turns token auth on for a head started while ~/.ray/auth_token exists; its Jobs
     # API client sends the token only when told that auth is on.
     if Path("~/.ray/auth_token").expanduser().exists():
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if _jobs_api_answers(LOCAL_DASHBOARD):
+    local = RayJobs(LOCAL_DASHBOARD)
+    if local.reachable():
         return LOCAL_DASHBOARD
     ray = Path(sys.executable).with_name("ray")
     command = [str(ray) if ray.exists() else shutil.which("ray") or "ray", "start", "--head",
                "--dashboard-host=127.0.0.1", "--dashboard-port=8265", "--disable-usage-stats"]
     err_console.print("Starting a local Ray head (it keeps running after the server stops; `ray stop` ends it)")
     done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not _jobs_api_answers(LOCAL_DASHBOARD):
+    if done.returncode != 0 or not local.reachable():
         _fail(RuntimeError(f"could not start a local Ray head: {done.stderr.strip()[-2000:]}"))
     return LOCAL_DASHBOARD
 

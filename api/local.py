@@ -19,10 +19,11 @@ import typer
 from adf_service.cli import _fail
 from api.cli import app
 
-__all__ = ["local_job", "run_local_job"]
+__all__ = ["free_port", "local_job", "run_local_job"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -40,13 +41,13 @@ def run_local_job(grid: Path, data_dir: Path) -> dict:
     from api.settings import Settings
 
     text = grid.read_text(encoding="utf-8")
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
                        log_to_driver=False)
     server = None
     thread = None
     try:
-        settings = Settings(data_dir=data_dir.resolve(), auth="local", host="127.0.0.1", port=_free_port(),
+        settings = Settings(data_dir=data_dir.resolve(), auth="local", host="127.0.0.1", port=free_port(),
                             ray_address=f"http://127.0.0.1:{dashboard_port}")
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                                log_level="warning"))

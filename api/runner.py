@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
@@ -45,14 +45,29 @@ class RayJobs:
     """The Jobs API of one Ray cluster, by its dashboard address (``http://host:8265``)."""
 
     address: str
+    _cached: object | None = field(default=None, repr=False)
 
     def _client(self):
+        # JobSubmissionClient checks the cluster's version over HTTP when made: make it once
+        # (the reconciler asks about every active job every few seconds).
+        if self._cached is None:
+            from ray.job_submission import JobSubmissionClient
+
+            try:
+                self._cached = JobSubmissionClient(self.address)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise RayUnavailable(f"Ray Jobs API at {self.address}: {exc}") from None
+        return self._cached
+
+    def reachable(self) -> bool:
+        """Whether the Jobs API answers now (a fresh round trip, for health checks)."""
         from ray.job_submission import JobSubmissionClient
 
         try:
-            return JobSubmissionClient(self.address)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayUnavailable(f"Ray Jobs API at {self.address}: {exc}") from None
+            JobSubmissionClient(self.address)
+        except Exception:
+            return False
+        return True
 
     def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool) -> str:
         """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""

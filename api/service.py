@@ -20,13 +20,13 @@ from api.jobstore import create_job, replace_trials, set_progress, set_status
 from api.models import Job, User
 from api.runner import RayJobs, RayUnavailable
 from api.settings import Settings
-from trials.expand import stage_counts
+from trials.expand import ray_trial_counts
 from trials.progress import read_progress
 from trials.results import STAGES, read_table
 from trials.spec import GridSpec
 from trials.storage import JobStorage
 
-__all__ = ["accept_grid", "cancel_job", "import_results", "reconcile", "reconcile_active", "resume_job"]
+__all__ = ["accept_grid", "bohb_best", "cancel_job", "import_results", "reconcile", "reconcile_active", "resume_job"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ def server_spec(spec: GridSpec, settings: Settings) -> GridSpec:
     return spec.model_copy(update={"dataset": dataset, "storage": str(settings.storage_dir)})
 
 
-def n_trials(spec: GridSpec) -> int:
-    return sum(n for stage, n in stage_counts(spec).items() if stage != "evaluation")
-
-
 def accept_grid(
     s: Session, ray: RayJobs, settings: Settings, *, owner: User, spec: GridSpec,
     request_hash: str, idempotency_key: str | None,
@@ -52,7 +48,7 @@ def accept_grid(
     spec = server_spec(spec, settings)
     job, created = create_job(
         s, owner=owner, name=spec.name, spec_json=spec.model_dump_json(), request_hash=request_hash,
-        n_trials=n_trials(spec), storage_root=settings.storage_dir, idempotency_key=idempotency_key,
+        n_trials=sum(ray_trial_counts(spec).values()), storage_root=settings.storage_dir, idempotency_key=idempotency_key,
     )
     if created:
         _start(s, ray, job, attempt=1, resume=False)
@@ -137,13 +133,6 @@ def reconcile_active(s: Session, ray: RayJobs) -> int:
             s.rollback()
             log.exception("reconciling job %s", job.id)
     return len(jobs)
-
-
-def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
-    if not evaluated:
-        return None
-    return max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]))
 
 
 def bohb_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

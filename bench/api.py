@@ -25,9 +25,7 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,15 +38,17 @@ import httpx
 # Run as a script, this file's directory comes first on sys.path, and its name would
 # shadow the `api` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.api.live
 
 from api.auth import create_user, issue_token
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.jobstore import create_job, replace_trials, set_status
+from api.local import free_port
 from api.models import Job
 from api.settings import Settings
+from tests.api.live import LiveService
 from trials.results import RESULT_SCHEMA
 
-ADF = str(Path(sys.executable).with_name("adf-service"))
 STAGE_SHARES = {"baselines": 0.04, "search": 0.40, "evaluation": 0.40, "random": 0.14, "bohb": 0.02}
 GRID = {  # 2 trials; the store is missing, so the Ray job's driver fails at once
     "name": "bench", "dataset": {"store": "no-such-store"}, "repeats": 1,
@@ -56,12 +56,6 @@ GRID = {  # 2 trials; the store is missing, so the Ray job's driver fails at onc
     "baselines": {"combos": [["rgb"]], "repeats": 1}, "random": {"enabled": False}, "bohb": {"enabled": False},
     "resources": {"gpus_per_trial": 0, "cpus_per_trial": 1},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def result_rows(job_id: str, n: int, rng: random.Random) -> list[dict]:
@@ -106,37 +100,8 @@ def seed_store(data_dir: Path, n_rows: int) -> tuple[str, str, int]:
     return token, job.id, sum(r["stage"] == "search" for r in rows)
 
 
-@dataclass
-class Server:
-    """``adf-service serve`` in its own process over ``data_dir``."""
-
-    data_dir: Path
-    ray_address: str
-    port: int = 0
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        self.port = free_port()
-        env = {**os.environ, "ADF_DATA_DIR": str(self.data_dir), "ADF_RAY_ADDRESS": self.ray_address,
-               "ADF_MAX_RUNNING_JOBS_PER_USER": "1000000"}
-        log = open(self.data_dir / f"server-{self.port}.log", "ab")
-        self.process = subprocess.Popen([ADF, "serve", "--port", str(self.port)], env=env, stdout=log,
-                                        stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError((self.data_dir / f"server-{self.port}.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("the server did not answer in 60 s")
+class Server(LiveService):
+    """``adf-service serve`` in its own process (tests/api/live.py), plus its CPU time."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux /proc; NaN elsewhere)."""
@@ -145,11 +110,6 @@ class Server:
         except (OSError, AttributeError):
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @dataclass
@@ -220,8 +180,9 @@ async def run(args: argparse.Namespace, root: Path, token: str, job: str, n_sear
     reads = {"GET /v1/jobs/{id}/trials?limit=100&offset=random": page(None, args.rows),
              "GET /v1/jobs/{id}/trials?stage=search&limit=100&offset=random": page("search", n_search)}
     results = []
-    server = Server(root, ray_address).start()
-    refused = Server(root, f"http://127.0.0.1:{free_port()}").start()  # nothing listens there
+    no_cap = {"ADF_MAX_RUNNING_JOBS_PER_USER": "1000000"}
+    server = Server(root, ray_address, env_extra=no_cap).start()
+    refused = Server(root, f"http://127.0.0.1:{free_port()}", env_extra=no_cap).start()  # nothing listens there
     try:
         for name, send in reads.items():
             results.append(await measure(name, server, token, send, args.reads // 4, 1))

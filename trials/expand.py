@@ -23,6 +23,7 @@ __all__ = [
     "baseline_trials",
     "bohb_samples",
     "random_trials",
+    "ray_trial_counts",
     "search_trials",
     "setting_key",
     "settings",
@@ -147,3 +148,8 @@ def stage_counts(spec: GridSpec) -> dict[str, int]:
             else 0
         ),
     }
+
+
+def ray_trial_counts(spec: GridSpec) -> dict[str, int]:
+    """Ray Tune trials per stage: an evaluation runs inside its search trial, so it has none."""
+    return {stage: n for stage, n in stage_counts(spec).items() if stage != "evaluation"}

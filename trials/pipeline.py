@@ -22,9 +22,9 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
 from adf_service.features.store import FeatureStore
 from trials.bohb import bohb_trial, bohb_tuner_parts, with_base
-from trials.expand import baseline_trials, random_trials, search_trials, stage_counts
+from trials.expand import baseline_trials, random_trials, ray_trial_counts, search_trials, stage_counts
 from trials.progress import StageProgress
-from trials.results import environment, trial_rows, write_tables
+from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
 from trials.storage import JobStorage
 from trials.trainable import StageTrainable
@@ -115,8 +115,7 @@ def run_grid(
         storage.create()
         storage.write_text("spec.json", spec.model_dump_json(indent=1))
         storage.write_text("environment.json", json.dumps(environment(), indent=1))
-    # A search trial goes on to its evaluation: the "search" bar counts both.
-    totals = {k: v for k, v in stage_counts(spec).items() if k != "evaluation"}
+    totals = ray_trial_counts(spec)  # the "search" bar counts a search and its evaluation
     progress = StageProgress(totals, storage=storage, enabled=show_progress)
 
     with progress:
@@ -165,10 +164,9 @@ def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> 
 
 def _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, backbone, progress) -> list[dict[str, Any]]:
     """BOHB on the evaluated genotype with the best test top-1 (Table 4's "best run")."""
-    evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
-    if not evaluated:
+    best = best_evaluation(rows)
+    if best is None:
         return []
-    best = max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]))
     base = bohb_trial(spec, json.loads(best["config"]), best["genotype"])
     trainable = tune.with_resources(with_base(base), resources)
     bohb_uri = f"{storage.uri}/bohb"

@@ -19,7 +19,7 @@ import pyarrow as pa
 import adf_service
 from trials.storage import JobStorage
 
-__all__ = ["RESULT_SCHEMA", "STAGES", "code_version", "environment", "read_table", "write_tables"]
+__all__ = ["RESULT_SCHEMA", "STAGES", "best_evaluation", "code_version", "environment", "read_table", "write_tables"]
 
 STAGES = ("baselines", "search", "evaluation", "random", "bohb")
 
@@ -90,6 +90,13 @@ def trial_rows(
             row.update(status="failed", error=error or "the trial ended without a result")
         rows[table] = row
     return rows
+
+
+def best_evaluation(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The succeeded evaluation with the best test top-1, ties to the lower val loss (Table 4's
+    "best run", on which BOHB runs); None when no evaluation succeeded."""
+    evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
+    return max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]), default=None)
 
 
 def _job_storage(job: JobStorage | str | Path) -> JobStorage:

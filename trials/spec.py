@@ -36,7 +36,7 @@ from adf_service.space import (
 )
 from adf_service.train import SearchConfig, TrainConfig
 from adf_service.train.fit import OPTIMIZERS
-from trials.expand import stage_counts
+from trials.expand import ray_trial_counts, stage_counts
 from trials.gridfile import GridProblem, GridSpecError, Loc, Problems, compose, explain
 
 __all__ = [
@@ -300,7 +300,7 @@ class GridSpec(_Spec):
                 if m not in chosen
             ]
         counts = stage_counts(self)
-        trials = sum(n for stage, n in counts.items() if stage != "evaluation")  # evaluation rides its search
+        trials = sum(ray_trial_counts(self).values())
         if trials > self.max_trials:
             listed = ", ".join(f"{stage} {n:,}" for stage, n in counts.items())
             problems.append(

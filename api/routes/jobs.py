@@ -12,7 +12,8 @@ from api.deps import CurrentUser, ServicesDep, SessionDep
 from api.jobstore import count_running, find_by_key, get_job, hash_request, list_jobs
 from api.problems import Problem
 from api.schemas import JobOut, JobPage
-from api.service import accept_grid, cancel_job, n_trials, reconcile, resume_job
+from api.service import accept_grid, cancel_job, reconcile, resume_job
+from trials.expand import ray_trial_counts
 from trials.gridfile import compose
 from trials.spec import GridSpec, GridSpecError, parse_grid, validate_grid
 
@@ -81,7 +82,7 @@ async def submit_job(
     """Submit a grid; its Ray job starts at once. ``Idempotency-Key`` makes a retry safe."""
     settings = services.settings
     spec = await _read_grid(request, settings.max_upload_bytes)
-    size = n_trials(spec)
+    size = sum(ray_trial_counts(spec).values())
     if size > settings.max_grid_trials:
         raise Problem(422, f"the grid makes {size:,} trials, more than this service's limit of "
                       f"{settings.max_grid_trials:,}", errors=[{"path": "", "message": "too many trials", "line": None}])

@@ -19,8 +19,8 @@ from api.deps import CurrentUser, SessionDep
 from api.jobstore import get_job, get_trial, list_trials
 from api.problems import Problem
 from api.schemas import BestOut, TrialOut, TrialPage
-from api.service import best_of, bohb_best
-from trials.results import RESULT_SCHEMA, STAGES
+from api.service import bohb_best
+from trials.results import RESULT_SCHEMA, STAGES, best_evaluation
 
 __all__ = ["router"]
 
@@ -98,7 +98,7 @@ def best(job_id: str, user: CurrentUser, session: SessionDep) -> BestOut:
     """The best evaluated genotype (highest test top-1), its metrics, and BOHB's best configuration."""
     job = get_job(session, job_id, viewer=user)
     rows = _all_rows(session, job, None)
-    top = best_of(rows)
+    top = best_evaluation(rows)
     if top is None:
         raise Problem(409, f"job {job.id} ({job.status}) has no succeeded evaluation yet")
     trial = TrialOut.model_validate({k: v for k, v in top.items() if k in TrialOut.model_fields})

@@ -5,7 +5,6 @@ test may kill (by its pid) and start again over the same data directory."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from api.local import free_port
 
 ADF = str(Path(sys.executable).with_name("adf-service"))
 
@@ -33,12 +34,6 @@ seed: 3
 
 def tiny_grid(store, name="tiny", discretizations="all", epochs=2, bohb="false") -> str:
     return TINY_GRID.format(name=name, store=store.path, discretizations=discretizations, epochs=epochs, bohb=bohb)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
