@@ -84,14 +84,9 @@ def resume_job(s: Session, ray: RayJobs, job: Job) -> Job:
     return job
 
 
-def _storage(job: Job) -> JobStorage:
-    root, name = job.storage_dir.rsplit("/", 1)  # a path or a URI: never through Path
-    return JobStorage.of(root, name)
-
-
 def import_results(s: Session, job: Job) -> int:
     """Copy the job's Parquet result tables into the store's trial rows."""
-    storage = _storage(job)
+    storage = JobStorage.at(job.storage_dir)
     rows: list[dict[str, Any]] = []
     for stage in STAGES:
         if storage.exists("results", f"{stage}.parquet"):
@@ -103,7 +98,7 @@ def reconcile(s: Session, ray: RayJobs, job: Job) -> Job:
     """Bring one queued/running job up to date with its Ray job and its progress file."""
     if job.status not in ("queued", "running") or not job.ray_job_id:
         return job
-    progress = read_progress(_storage(job))
+    progress = read_progress(JobStorage.at(job.storage_dir))
     if progress is not None:
         set_progress(s, job, progress)
     try:

@@ -100,10 +100,7 @@ def best_evaluation(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _job_storage(job: JobStorage | str | Path) -> JobStorage:
-    if isinstance(job, JobStorage):
-        return job
-    path = Path(job)
-    return JobStorage.of(str(path.parent), path.name)
+    return job if isinstance(job, JobStorage) else JobStorage.at(job)
 
 
 def write_tables(job: JobStorage | str | Path, rows: Iterable[dict[str, Any]]) -> dict[str, str]:

@@ -10,6 +10,7 @@ shared disk.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,12 @@ class JobStorage:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise StorageError(f"storage {storage!r}: pyarrow cannot open it ({exc})") from None
         return cls(filesystem, storage.rstrip("/"), root_path.rstrip("/"), job_id)
+
+    @classmethod
+    def at(cls, job_uri: str | os.PathLike[str]) -> JobStorage:
+        """A job's storage from its own directory (path or URI), e.g. what ``uri`` gave."""
+        root, job_id = str(job_uri).rstrip("/").rsplit("/", 1)
+        return cls.of(root, job_id)
 
     @property
     def is_local(self) -> bool:

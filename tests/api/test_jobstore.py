@@ -171,12 +171,12 @@ def test_idempotency_keys_belong_to_one_owner(session, alice, bob):
 
 
 def test_a_storage_uri_root_gives_a_job_uri_that_job_storage_opens(session, alice, tmp_path):
-    from api.service import _storage
+    from trials.storage import JobStorage
 
     job, _ = create_job(session, owner=alice, name="g", spec_json="{}", request_hash="h", n_trials=1,
                         storage_root=f"file://{tmp_path}/runs/")
     assert job.storage_dir == f"file://{tmp_path}/runs/{job.id}"
-    storage = _storage(job)
+    storage = JobStorage.at(job.storage_dir)
     assert storage.uri == job.storage_dir and storage.path == f"{tmp_path}/runs/{job.id}"
 
 

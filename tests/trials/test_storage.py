@@ -46,3 +46,10 @@ def test_tables_round_trip_and_leave_no_temporary_file(tmp_path):
     assert read_table(storage, "search").schema == RESULT_SCHEMA
     assert not [p for p in (tmp_path / "job" / "results").iterdir() if p.name.startswith(".")]
     assert isinstance(read_table(storage, "bohb"), pa.Table)
+
+
+def test_at_finds_a_job_from_its_own_directory_path_or_uri(tmp_path):
+    by_uri = JobStorage.at(f"file://{tmp_path}/runs/job/")
+    assert (by_uri.root_uri, by_uri.job_id, by_uri.path) == (f"file://{tmp_path}/runs", "job", f"{tmp_path}/runs/job")
+    by_path = JobStorage.at(tmp_path / "runs" / "job")
+    assert by_path.is_local and by_path.uri == f"{tmp_path}/runs/job"
