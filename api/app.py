@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
     async def lifespan(app: FastAPI):
         engine = make_engine(settings.db_url)
         await run_in_threadpool(upgrade, engine)
-        services = Services(settings, make_sessionmaker(engine), RayJobs(address), address)
+        services = Services(settings, make_sessionmaker(engine), RayJobs(address, settings.driver_command),
+                            settings.dashboard_url or address)
         app.state.services = services
         task = asyncio.create_task(_reconcile_forever(services, reconcile_every))
         try:

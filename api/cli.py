@@ -22,6 +22,7 @@ from adf_service.console import console, err_console
 from api.auth import get_or_create_user, issue_token, list_tokens, revoke_token
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.jobstore import JobStoreError
+from api.localray import LocalRayError, start_local_ray, stop_local_ray
 from api.settings import Settings, SettingsError
 from trials.cli import app
 
@@ -116,36 +117,6 @@ def revoke(
     console.print(f"revoked {n} token{'s' if n > 1 else ''} with prefix {prefix!r}", highlight=False)
 
 
-LOCAL_DASHBOARD = "http://127.0.0.1:8265"
-
-
-def _local_ray() -> str:
-    """The dashboard of a local Ray head, started (detached: it outlives the server) if none runs."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from api.runner import RayJobs
-
-    # Ray 2.60 turns token auth on for a head started while ~/.ray/auth_token exists; its Jobs
-    # API client sends the token only when told that auth is on.
-    if Path("~/.ray/auth_token").expanduser().exists():
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    local = RayJobs(LOCAL_DASHBOARD)
-    if local.reachable():
-        return LOCAL_DASHBOARD
-    ray = Path(sys.executable).with_name("ray")
-    command = [str(ray) if ray.exists() else shutil.which("ray") or "ray", "start", "--head",
-               "--dashboard-host=127.0.0.1", "--dashboard-port=8265", "--disable-usage-stats"]
-    err_console.print("Starting a local Ray head (it keeps running after the server stops; `ray stop` ends it)")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not local.reachable():
-        _fail(RuntimeError(f"could not start a local Ray head: {done.stderr.strip()[-2000:]}"))
-    return LOCAL_DASHBOARD
-
-
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (default: ADF_HOST or 127.0.0.1).")] = None,
@@ -154,10 +125,6 @@ def serve(
         help="Ray dashboard URL whose Jobs API runs the jobs (default: ADF_RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Run the REST service (FastAPI under uvicorn); jobs run as Ray jobs."""
-    import uvicorn
-
-    from api.app import create_app
-
     try:
         settings = Settings()
         updates = {k: v for k, v in {"host": host, "port": port, "ray_address": ray_address}.items() if v is not None}
@@ -166,10 +133,31 @@ def serve(
     except (SettingsError, ValueError) as exc:
         _fail(exc)
     if not settings.ray_address:
-        settings = settings.model_copy(update={"ray_address": _local_ray()})
+        err_console.print(f"Starting a local Ray head, or using the one on port {settings.local_ray_port} "
+                          "(it keeps running after the server stops: `adf-service stop-ray` ends it)")
+        try:
+            address = start_local_ray(settings.data_dir, settings.local_ray_port)
+        except LocalRayError as exc:
+            _fail(exc)
+        settings = settings.model_copy(update={"ray_address": address})
+    import uvicorn
+
+    from api.app import create_app  # imports Ray: after start_local_ray has chosen Ray's auth mode
+
     err_console.print(f"Ray dashboard: {settings.ray_address}   job store: {settings.db_url}   auth: {settings.auth}")
     err_console.print(f"REST API on http://{settings.host}:{settings.port} (docs at /docs)")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("stop-ray")
+def stop_ray() -> None:
+    """Stop the local Ray head that `serve` started (by the pid it recorded in ADF_DATA_DIR)."""
+    try:
+        pid = stop_local_ray(Settings().data_dir)
+    except (LocalRayError, SettingsError, ValueError) as exc:
+        _fail(exc)
+    console.print("no local Ray head of this data directory runs" if pid is None
+                  else f"stopped the local Ray head (pid {pid})", highlight=False)
 
 
 import api.client_cli  # noqa: E402,F401  (registers the REST client commands on this app)

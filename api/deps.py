@@ -2,20 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import authenticate, local_user
+from api.auth import authenticate, hash_token, local_user
 from api.models import User
+from api.pages import TrialPages
 from api.problems import Problem
 from api.runner import RayJobs
 from api.settings import Settings
 
-__all__ = ["CurrentUser", "Services", "SessionDep", "ServicesDep"]
+__all__ = ["CurrentUser", "CurrentViewer", "Services", "SessionDep", "ServicesDep", "Viewer", "Viewers"]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who a request acts as, detached from any session (what read-only routes need)."""
+
+    id: int
+    name: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> Viewer:
+        return cls(user.id, user.name, user.is_admin)
+
+
+class Viewers:
+    """Bearer tokens recently found valid: token hash -> Viewer, for ``ttl`` seconds.
+
+    A token revoked in the store keeps working in a running server for at most ``ttl``
+    seconds; unknown tokens are never remembered.
+    """
+
+    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._known: dict[str, tuple[Viewer, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Viewer | None:
+        with self._lock:
+            hit = self._known.get(key)
+            if hit is None or self._clock() > hit[1]:
+                self._known.pop(key, None)
+                return None
+            return hit[0]
+
+    def put(self, key: str, viewer: Viewer) -> None:
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (viewer, self._clock() + self.ttl)
 
 
 @dataclass
@@ -24,9 +69,11 @@ class Services:
     sessions: sessionmaker[Session]
     ray: RayJobs
     dashboard_url: str | None
+    pages: TrialPages = field(default_factory=TrialPages)
+    viewers: Viewers = field(default_factory=Viewers)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -41,19 +88,44 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_user(request: Request, services: ServicesDep, session: SessionDep) -> User:
-    if services.settings.auth == "local":
-        return local_user(session)
+def _bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
         raise Problem(401, "no bearer token: send 'Authorization: Bearer <token>' (adf-service token create)")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "the Authorization header is not 'Bearer <token>'")
-    user = authenticate(session, token.strip())
+    return token.strip()
+
+
+def _user(session: Session, services: Services, token: str | None) -> User:
+    if services.settings.auth == "local":
+        return local_user(session)
+    user = authenticate(session, token)
     if user is None:
         raise Problem(401, "the bearer token is unknown or revoked")
     return user
 
 
+def current_user(request: Request, services: ServicesDep, session: SessionDep) -> User:
+    token = None if services.settings.auth == "local" else _bearer_token(request)
+    return _user(session, services, token)
+
+
+async def current_viewer(request: Request, services: ServicesDep) -> Viewer:
+    """The request's user as a Viewer, from Viewers when the token was seen lately (no store access)."""
+    token = None if services.settings.auth == "local" else _bearer_token(request)
+    key = "" if token is None else hash_token(token)
+    viewer = services.viewers.get(key)
+    if viewer is None:
+        def look_up() -> Viewer:
+            with services.sessions() as session:
+                return Viewer.of(_user(session, services, token))
+
+        viewer = await run_in_threadpool(look_up)
+        services.viewers.put(key, viewer)
+    return viewer
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
+CurrentViewer = Annotated[Viewer, Depends(current_viewer)]

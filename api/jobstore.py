@@ -269,14 +269,15 @@ def list_trials(
     n_inputs: int | Collection[int] | None = None,
     n_cells: int | Collection[int] | None = None,
     status: str | Collection[str] | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
     offset: int = 0,
     after: tuple[str, str] | None = None,
 ) -> tuple[list[TrialRow], int]:
     """A page of the job's trial rows ordered by (stage, trial_id), and the total that match.
 
-    Each filter takes a value or a collection of values. ``after=(stage, trial_id)`` (the
-    last row of the previous page) pages by key instead of ``offset``; ``total`` ignores it.
+    Each filter takes a value or a collection of values; ``limit=None`` returns every row.
+    ``after=(stage, trial_id)`` (the last row of the previous page) pages by key instead of
+    ``offset``; ``total`` ignores it.
     """
     filters = dict(
         stage=stage,

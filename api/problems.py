@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.jobstore import IdempotencyConflict, InvalidTransition, JobNotFound, TrialNotFound
 
@@ -42,6 +43,16 @@ def problem_response(status: int, detail: str, title: str | None = None, headers
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """The methods some route (included routers too) fully matches at the request's path."""
+    return {method for method in _METHODS
+            if any(route.matches(dict(request.scope, method=method))[0] == Match.FULL
+                   for route in request.app.routes)}
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -50,7 +61,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only
+            allowed = ", ".join(sorted(_allowed_methods(request)))
+            headers = (headers or {}) | {"Allow": allowed}
+            return problem_response(405, f"{request.method} {request.url.path}: allowed {allowed}", headers=headers)
+        return problem_response(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -45,6 +45,7 @@ class RayJobs:
     """The Jobs API of one Ray cluster, by its dashboard address (``http://host:8265``)."""
 
     address: str
+    command: str | None = None  # the driver's console script on the head; default: _entrypoint()
     _cached: object | None = field(default=None, repr=False)
 
     def _client(self):
@@ -72,7 +73,7 @@ class RayJobs:
     def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool) -> str:
         """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""
         submission_id = f"{job_id}-{attempt}"
-        entrypoint = f"{_entrypoint()} run-job {job_id}" + (" --resume" if resume else "")
+        entrypoint = f"{self.command or _entrypoint()} run-job {job_id}" + (" --resume" if resume else "")
         client = self._client()
         deadline = time.monotonic() + AGENT_WAIT_SECONDS
         while True:

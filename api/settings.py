@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     auth: Literal["tokens", "local"] = Field(
         "tokens", description="'tokens': bearer tokens; 'local': one admin user, no tokens, loopback only."
     )
+    local_ray_port: int = Field(
+        8265, ge=1, le=65535, description="Dashboard port of the local Ray head `serve` starts (or reuses) "
+        "when ray_address is not set."
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
     max_grid_trials: int = Field(
@@ -60,7 +64,16 @@ class Settings(BaseSettings):
         4, ge=1, description="Queued plus running jobs a user may have at once."
     )
     public_url: str | None = Field(
-        None, description="External base URL of the service, for Location headers and dashboard links."
+        None, description="External base URL of the service (https://adf.example.org): Location headers become "
+        "absolute URLs under it; default: relative paths."
+    )
+    dashboard_url: str | None = Field(
+        None, description="The Ray dashboard's URL as users reach it, for the jobs' dashboard links; "
+        "default: ray_address."
+    )
+    driver_command: str | None = Field(
+        None, description="How the Ray head runs adf-service for a job's driver (e.g. /opt/venv/bin/adf-service); "
+        "default: the adf-service beside the service's Python if it exists, else adf-service on the head's PATH."
     )
 
     @field_validator("data_dir")

@@ -96,10 +96,19 @@ class ResumableTuneBOHB(TuneBOHB):
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self.trial_to_params and "config" in result:
-            names = list(self._space.keys())
-            self.trial_to_params[trial_id] = {k: result["config"][k] for k in names if k in result["config"]}
+        if trial_id not in self.trial_to_params:
+            sampled = self._sampled(result)
+            if sampled is not None:
+                self.trial_to_params[trial_id] = sampled
         super().on_trial_result(trial_id, result)
+
+    def _sampled(self, result: dict) -> dict[str, Any] | None:
+        # Tune hands searchers the flattened result ("config/lr"); a nested "config" is read too.
+        config = result.get("config")
+        if not isinstance(config, dict):
+            config = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("config/")}
+        names = list(self._space.keys())
+        return {k: config[k] for k in names} if all(k in config for k in names) else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.trial_to_params.pop(trial_id, None)

@@ -98,7 +98,8 @@ async def submit_job(
         accept_grid, session, services.ray, settings, owner=user, spec=spec,
         request_hash=hash_request(spec.model_dump(mode="json")), idempotency_key=idempotency_key,
     )
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    base = (settings.public_url or "").rstrip("/")
+    response.headers["Location"] = f"{base}/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return JobOut.of(job, services.dashboard_url)

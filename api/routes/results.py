@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, CurrentViewer, ServicesDep, SessionDep
 from api.jobstore import get_job, get_trial, list_trials
 from api.problems import Problem
 from api.schemas import BestOut, TrialOut, TrialPage
@@ -30,8 +31,8 @@ Stage = Literal["baselines", "search", "evaluation", "random", "bohb"]
 
 
 @router.get("/trials", response_model=TrialPage)
-def trials(
-    job_id: str, user: CurrentUser, session: SessionDep,
+async def trials(
+    job_id: str, viewer: CurrentViewer, services: ServicesDep,
     stage: Stage | None = None,
     operators: Literal["S1", "S2"] | None = None,
     discretization: Literal["all", "topk"] | None = None,
@@ -40,12 +41,18 @@ def trials(
     status: Literal["succeeded", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-) -> TrialPage:
+) -> Response:
     """A page of the job's trial rows, filtered by stage and setting, ordered by (stage, trial id)."""
-    job = get_job(session, job_id, viewer=user)
-    rows, total = list_trials(session, job, stage=stage, operators=operators, discretization=discretization,
-                              n_inputs=n_inputs, n_cells=n_cells, status=status, limit=limit, offset=offset)
-    return TrialPage(items=[TrialOut.of(r) for r in rows], total=total, limit=limit, offset=offset)
+    filters = dict(stage=stage, operators=operators, discretization=discretization, n_inputs=n_inputs,
+                   n_cells=n_cells, status=status)
+    body = services.pages.cached(job_id, viewer, filters, limit, offset)
+    if body is None:
+        def load() -> bytes:
+            with services.sessions() as session:
+                return services.pages.load(session, job_id, viewer, filters, limit, offset)
+
+        body = await run_in_threadpool(load)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/trials/{trial_id}/genotype", responses={404: {"description": "No such trial, or no genotype"}})
@@ -61,7 +68,7 @@ def genotype(job_id: str, trial_id: str, user: CurrentUser, session: SessionDep,
 
 
 def _all_rows(session, job, stage: str | None) -> list[dict[str, Any]]:
-    rows, _ = list_trials(session, job, stage=stage, limit=10**9)
+    rows, _ = list_trials(session, job, stage=stage, limit=None)
     return [r.to_dict() for r in rows]
 
 

@@ -31,6 +31,15 @@ resources: {{gpus_per_trial: 0, cpus_per_trial: 1}}
 seed: 3
 """
 
+# A grid the service accepts (2 trials) but cannot run: its feature store does not exist, so
+# its Ray job's driver fails at once. For tests and benchmarks of the API alone.
+UNRUNNABLE_GRID = {
+    "name": "tiny", "dataset": {"store": "no-such-store"}, "repeats": 1,
+    "space": {"operators": ["S2"], "discretizations": ["all"], "inputs": [1], "cells": [1], "channels": 8},
+    "baselines": {"combos": [["rgb"]], "repeats": 1}, "random": {"enabled": False}, "bohb": {"enabled": False},
+    "resources": {"gpus_per_trial": 0, "cpus_per_trial": 1},
+}
+
 
 def tiny_grid(store, name="tiny", discretizations="all", epochs=2, bohb="false") -> str:
     return TINY_GRID.format(name=name, store=store.path, discretizations=discretizations, epochs=epochs, bohb=bohb)
@@ -41,7 +50,7 @@ class LiveService:
     """One server process over ``data_dir``; ``url`` answers while it runs."""
 
     data_dir: Path
-    ray_address: str
+    ray_address: str | None  # None: the server starts (or reuses) a local Ray head
     env_extra: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -52,8 +61,9 @@ class LiveService:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "ADF_DATA_DIR": str(self.data_dir), "ADF_RAY_ADDRESS": self.ray_address,
-                **self.env_extra}
+        env = {k: v for k, v in os.environ.items() if k != "ADF_RAY_ADDRESS"}
+        ray = {"ADF_RAY_ADDRESS": self.ray_address} if self.ray_address else {}
+        return {**env, "ADF_DATA_DIR": str(self.data_dir), **ray, **self.env_extra}
 
     def start(self, timeout: float = 60) -> LiveService:
         log = open(self.data_dir / "server.log", "ab")

@@ -40,18 +40,13 @@ from api.db import make_engine, make_sessionmaker, upgrade
 from api.jobstore import create_job, replace_trials, set_status
 from api.models import Job
 from api.settings import Settings
+from tests.api.live import UNRUNNABLE_GRID
 from trials.results import RESULT_SCHEMA
 
 MAX_EXAMPLES = 50  # per operation and test; the whole module runs in about 30 s on 2 cores
 NO_DEADLINE = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
-# A grid small enough to be accepted (2 trials); its store does not exist, so its Ray job fails at once.
-TINY_GRID = {
-    "name": "tiny", "dataset": {"store": "no-such-store"}, "repeats": 1,
-    "space": {"operators": ["S2"], "discretizations": ["all"], "inputs": [1], "cells": [1], "channels": 8},
-    "baselines": {"combos": [["rgb"]], "repeats": 1}, "random": {"enabled": False}, "bohb": {"enabled": False},
-    "resources": {"gpus_per_trial": 0, "cpus_per_trial": 1},
-}
+TINY_GRID = UNRUNNABLE_GRID  # accepted (2 trials); its store does not exist, so its Ray job fails at once
 SEEDED = {"seeded-finished": "finished", "seeded-broken": "broken"}  # job id placeholders, filled in per case
 TRIALS = ("t_base", "t_search", "t_random")
 STATUSES: dict[str, set[int]] = defaultdict(set)  # "METHOD /path" → statuses answered with a token
@@ -165,6 +160,8 @@ def test_without_a_token_every_route_but_healthz_is_401_problem_json(case, servi
     response = send(case, service, None)
     if case.method != case.operation.method.upper():  # schemathesis also tries methods the path lacks
         assert response.status_code == 405
+        documented = {m.upper() for m in schema.raw_schema["paths"][case.path]}
+        assert set(response.headers["allow"][0].split(", ")) == documented
     elif case.path == "/healthz":
         assert response.status_code == 200
     else:

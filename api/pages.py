@@ -1,0 +1,129 @@
+"""Pages of a job's trial rows, and a finished job's rows held in memory to answer them.
+
+A finished job's rows change only when a resumed run imports new ones, and that moves the
+job's ``updated_at`` in the same transaction (api/jobstore.replace_trials). So the rows of
+a finished job are kept as serialized ``TrialOut`` JSON under (job id, updated_at), and a
+page is a slice of them. An entry is checked against the store at most every
+``revalidate`` seconds: a page can be that much older than an import, never older. Pages
+of queued and running jobs come from SQL every time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from api.jobstore import get_job, list_trials
+from api.models import ACTIVE_STATUSES, TrialRow
+from api.schemas import TrialOut
+
+__all__ = ["FILTERS", "TrialPages", "page_json"]
+
+FILTERS = ("stage", "operators", "discretization", "n_inputs", "n_cells", "status")  # list_trials' filters
+_MAX_SELECTIONS = 64  # filter combinations remembered per job
+
+
+class Viewer(Protocol):
+    id: int
+    is_admin: bool
+
+
+def page_json(items: Sequence[bytes], total: int, limit: int, offset: int) -> bytes:
+    """A ``TrialPage`` as JSON, from its items' JSON."""
+    return b'{"items":[%s],"total":%d,"limit":%d,"offset":%d}' % (b",".join(items), total, limit, offset)
+
+
+def _row_json(row: TrialRow) -> bytes:
+    return TrialOut.of(row).model_dump_json().encode()
+
+
+@dataclass
+class _Rows:
+    """A finished job's rows in (stage, trial_id) order, as JSON, with their filter values."""
+
+    owner_id: int
+    updated_at: datetime
+    items: list[bytes]
+    keys: list[tuple[Any, ...]]  # FILTERS' values of each row
+    checked: float  # when the store last confirmed updated_at (monotonic clock)
+    selections: dict[tuple[Any, ...], list[bytes]] = field(default_factory=dict)
+
+    def select(self, wanted: tuple[Any, ...]) -> list[bytes]:
+        if all(v is None for v in wanted):
+            return self.items
+        hit = self.selections.get(wanted)
+        if hit is None:
+            hit = [item for item, key in zip(self.items, self.keys, strict=True)
+                   if all(w is None or w == k for w, k in zip(wanted, key, strict=True))]
+            if len(self.selections) < _MAX_SELECTIONS:
+                self.selections[wanted] = hit
+        return hit
+
+    def page(self, wanted: tuple[Any, ...], limit: int, offset: int) -> bytes:
+        rows = self.select(wanted)
+        return page_json(rows[offset:offset + limit], len(rows), limit, offset)
+
+
+class TrialPages:
+    """``GET /v1/jobs/{id}/trials`` pages; a finished job's rows stay in memory (LRU, ``max_rows``)."""
+
+    def __init__(self, *, max_rows: int = 200_000, revalidate: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_rows = max_rows
+        self.revalidate = revalidate
+        self._clock = clock
+        self._jobs: OrderedDict[str, _Rows] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, job_id: str, viewer: Viewer, filters: dict[str, Any], limit: int, offset: int) -> bytes | None:
+        """The page from memory, if the job's rows are there, fresh, and ``viewer``'s to see; else None."""
+        with self._lock:
+            rows = self._jobs.get(job_id)
+            if rows is None or self._clock() - rows.checked > self.revalidate:
+                return None
+            if not (viewer.is_admin or viewer.id == rows.owner_id):
+                return None  # the store's answer (404) comes from load()
+            self._jobs.move_to_end(job_id)
+        return rows.page(_wanted(filters), limit, offset)
+
+    def load(self, session: Session, job_id: str, viewer: Viewer, filters: dict[str, Any],
+             limit: int, offset: int) -> bytes:
+        """The page from the store (JobNotFound unless ``viewer`` may see the job); a finished job's rows are kept."""
+        job = get_job(session, job_id, viewer=viewer)
+        if job.status in ACTIVE_STATUSES:
+            page, total = list_trials(session, job, **filters, limit=limit, offset=offset)
+            return page_json([_row_json(r) for r in page], total, limit, offset)
+        with self._lock:
+            rows = self._jobs.get(job_id)
+            if rows is not None and rows.updated_at == job.updated_at:
+                rows.checked = self._clock()
+                self._jobs.move_to_end(job_id)
+                rows_ok = True
+            else:
+                rows_ok = False
+        if not rows_ok:
+            every, _ = list_trials(session, job, limit=None)
+            rows = _Rows(job.owner_id, job.updated_at, [_row_json(r) for r in every],
+                         [tuple(getattr(r, name) for name in FILTERS) for r in every], self._clock())
+            self._keep(job_id, rows)
+        return rows.page(_wanted(filters), limit, offset)
+
+    def _keep(self, job_id: str, rows: _Rows) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            if len(rows.items) > self.max_rows:
+                return
+            self._jobs[job_id] = rows
+            while sum(len(r.items) for r in self._jobs.values()) > self.max_rows:
+                self._jobs.popitem(last=False)
+
+
+def _wanted(filters: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(filters.get(name) for name in FILTERS)

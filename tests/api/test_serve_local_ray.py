@@ -1,0 +1,53 @@
+"""`adf-service serve` with no Ray address: it starts a local Ray head that runs the jobs,
+outlives the server, is reused by the next server, and ends with `adf-service stop-ray`."""
+
+import subprocess
+
+import httpx
+
+from api.local import free_port
+from api.localray import PID_FILE, _alive, stop_local_ray
+from tests.api.live import ADF, LiveService, tiny_grid
+
+
+class Dashboard:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/api/version"
+
+    def up(self) -> bool:
+        """Whether the dashboard answers at all (this process has no Ray token: 401 counts)."""
+        try:
+            return httpx.get(self.url, timeout=5).status_code in (200, 401)
+        except httpx.TransportError:
+            return False
+
+
+def test_serve_runs_jobs_on_its_own_local_ray_head_which_stop_ray_ends(store, tmp_path):
+    port = free_port()
+    head = Dashboard(port)
+    service = LiveService(tmp_path, None, env_extra={"ADF_LOCAL_RAY_PORT": str(port)})
+    try:
+        service.start(timeout=180)
+        pid = int((tmp_path / PID_FILE).read_text())
+        assert _alive(pid) and head.up()
+        grid = tmp_path / "grid.yaml"
+        grid.write_text(tiny_grid(store, name="local-head"))
+        submit = [ADF, "submit", str(grid), "--wait", "--server", service.url, "--token", service.token("alice")]
+        done = subprocess.run(submit, env=service.env, capture_output=True, text=True, timeout=480)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "'local-head': succeeded" in done.stdout and "best genotype: trial" in done.stdout
+
+        service.stop()
+        assert head.up()  # the head outlives the server ...
+        service.start(timeout=60)  # ... and the next server uses it
+        assert int((tmp_path / PID_FILE).read_text()) == pid
+        service.stop()
+
+        stopped = subprocess.run([ADF, "stop-ray"], env=service.env, capture_output=True, text=True, timeout=90)
+        assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert not _alive(pid) and not head.up() and not (tmp_path / PID_FILE).exists()
+        again = subprocess.run([ADF, "stop-ray"], env=service.env, capture_output=True, text=True, timeout=30)
+        assert again.returncode == 0 and "no local Ray head" in again.stdout
+    finally:
+        service.stop()
+        stop_local_ray(tmp_path)
