@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +49,7 @@ class Viewers:
         self._clock = clock
         self._known: dict[str, tuple[Viewer, float]] = {}
         self._lock = threading.Lock()
+        self.pending: dict[str, asyncio.Future[Viewer]] = {}  # lookups in flight (event loop only)
 
     def get(self, key: str) -> Viewer | None:
         with self._lock:
@@ -71,6 +74,7 @@ class Services:
     dashboard_url: str | None
     pages: TrialPages = field(default_factory=TrialPages)
     viewers: Viewers = field(default_factory=Viewers)
+    store_limiter: CapacityLimiter | None = None  # threads reading result pages at once (None: anyio's 40)
 
 
 async def get_services(request: Request) -> Services:
@@ -113,17 +117,33 @@ def current_user(request: Request, services: ServicesDep, session: SessionDep) -
 
 
 async def current_viewer(request: Request, services: ServicesDep) -> Viewer:
-    """The request's user as a Viewer, from Viewers when the token was seen lately (no store access)."""
+    """The request's user as a Viewer, from Viewers when the token was seen lately (no store access).
+
+    Requests with the same token that miss together share one store lookup.
+    """
     token = None if services.settings.auth == "local" else _bearer_token(request)
     key = "" if token is None else hash_token(token)
     viewer = services.viewers.get(key)
-    if viewer is None:
-        def look_up() -> Viewer:
-            with services.sessions() as session:
-                return Viewer.of(_user(session, services, token))
+    if viewer is not None:
+        return viewer
+    if (pending := services.viewers.pending.get(key)) is not None:
+        return await asyncio.shield(pending)
+    pending = services.viewers.pending[key] = asyncio.get_running_loop().create_future()
+    pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
 
+    def look_up() -> Viewer:
+        with services.sessions() as session:
+            return Viewer.of(_user(session, services, token))
+
+    try:
         viewer = await run_in_threadpool(look_up)
-        services.viewers.put(key, viewer)
+    except BaseException as exc:
+        pending.set_exception(exc)
+        raise
+    finally:
+        del services.viewers.pending[key]
+    services.viewers.put(key, viewer)
+    pending.set_result(viewer)
     return viewer
 
 

@@ -240,7 +240,7 @@ def replace_trials(s: Session, job: Job, rows: Iterable[dict[str, Any]]) -> int:
     for batch in _batches(rows, job.id):
         s.execute(insert(TrialRow.__table__), batch)  # executemany (PostgreSQL: batched multi-row VALUES)
         n += len(batch)
-    job.updated_at = utcnow()
+    job.updated_at = job.results_at = utcnow()
     s.commit()
     return n
 

@@ -136,6 +136,7 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    results_at: Mapped[datetime | None]  # when its trial rows were last replaced (api/pages.py keys on it)
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

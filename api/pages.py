@@ -1,11 +1,10 @@
-"""Pages of a job's trial rows, and a finished job's rows held in memory to answer them.
+"""Pages of a job's trial rows, answered from the job's rows held in memory.
 
-A finished job's rows change only when a resumed run imports new ones, and that moves the
-job's ``updated_at`` in the same transaction (api/jobstore.replace_trials). So the rows of
-a finished job are kept as serialized ``TrialOut`` JSON under (job id, updated_at), and a
-page is a slice of them. An entry is checked against the store at most every
-``revalidate`` seconds: a page can be that much older than an import, never older. Pages
-of queued and running jobs come from SQL every time.
+A job's rows change only when results are imported, and that sets the job's
+``results_at`` in the same transaction (api/jobstore.replace_trials). So a job's rows are
+kept as serialized ``TrialOut`` JSON under (job id, results_at), and a page is a slice of
+them. An entry is checked against the store at most every ``revalidate`` seconds: a page
+can be that much older than an import, never older.
 """
 
 from __future__ import annotations
@@ -21,13 +20,14 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from api.jobstore import get_job, list_trials
-from api.models import ACTIVE_STATUSES, TrialRow
+from api.models import TrialRow
 from api.schemas import TrialOut
 
 __all__ = ["FILTERS", "TrialPages", "page_json"]
 
 FILTERS = ("stage", "operators", "discretization", "n_inputs", "n_cells", "status")  # list_trials' filters
 _MAX_SELECTIONS = 64  # filter combinations remembered per job
+_STUCK = 30.0  # seconds after which a revalidation that never came back is tried again
 
 
 class Viewer(Protocol):
@@ -46,13 +46,14 @@ def _row_json(row: TrialRow) -> bytes:
 
 @dataclass
 class _Rows:
-    """A finished job's rows in (stage, trial_id) order, as JSON, with their filter values."""
+    """A job's rows in (stage, trial_id) order, as JSON, with their filter values."""
 
     owner_id: int
-    updated_at: datetime
+    results_at: datetime | None
     items: list[bytes]
     keys: list[tuple[Any, ...]]  # FILTERS' values of each row
-    checked: float  # when the store last confirmed updated_at (monotonic clock)
+    checked: float  # when the store last confirmed results_at (monotonic clock)
+    revalidating: bool = False  # one request is asking the store; the others are answered meanwhile
     selections: dict[tuple[Any, ...], list[bytes]] = field(default_factory=dict)
 
     def select(self, wanted: tuple[Any, ...]) -> list[bytes]:
@@ -72,7 +73,7 @@ class _Rows:
 
 
 class TrialPages:
-    """``GET /v1/jobs/{id}/trials`` pages; a finished job's rows stay in memory (LRU, ``max_rows``)."""
+    """``GET /v1/jobs/{id}/trials`` pages; jobs' rows stay in memory (LRU, ``max_rows`` in all)."""
 
     def __init__(self, *, max_rows: int = 200_000, revalidate: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -83,37 +84,43 @@ class TrialPages:
         self._lock = threading.Lock()
 
     def cached(self, job_id: str, viewer: Viewer, filters: dict[str, Any], limit: int, offset: int) -> bytes | None:
-        """The page from memory, if the job's rows are there, fresh, and ``viewer``'s to see; else None."""
+        """The page from memory if the job's rows are there and ``viewer``'s to see; else None.
+
+        Rows older than ``revalidate`` seconds send one request (the None answer) to the store
+        through :meth:`load`; until it is back the others are answered from memory, for at
+        most ``_STUCK`` seconds.
+        """
         with self._lock:
             rows = self._jobs.get(job_id)
-            if rows is None or self._clock() - rows.checked > self.revalidate:
+            if rows is None or not (viewer.is_admin or viewer.id == rows.owner_id):
+                return None  # the store answers, a 404 included
+            age = self._clock() - rows.checked
+            if age > self.revalidate and (not rows.revalidating or age > self.revalidate + _STUCK):
+                rows.revalidating = True
                 return None
-            if not (viewer.is_admin or viewer.id == rows.owner_id):
-                return None  # the store's answer (404) comes from load()
             self._jobs.move_to_end(job_id)
         return rows.page(_wanted(filters), limit, offset)
 
     def load(self, session: Session, job_id: str, viewer: Viewer, filters: dict[str, Any],
              limit: int, offset: int) -> bytes:
-        """The page from the store (JobNotFound unless ``viewer`` may see the job); a finished job's rows are kept."""
-        job = get_job(session, job_id, viewer=viewer)
-        if job.status in ACTIVE_STATUSES:
-            page, total = list_trials(session, job, **filters, limit=limit, offset=offset)
-            return page_json([_row_json(r) for r in page], total, limit, offset)
-        with self._lock:
-            rows = self._jobs.get(job_id)
-            if rows is not None and rows.updated_at == job.updated_at:
-                rows.checked = self._clock()
-                self._jobs.move_to_end(job_id)
-                rows_ok = True
-            else:
-                rows_ok = False
-        if not rows_ok:
+        """The page from the store (JobNotFound unless ``viewer`` may see the job); the job's rows are kept."""
+        try:
+            job = get_job(session, job_id, viewer=viewer)
+            with self._lock:
+                rows = self._jobs.get(job_id)
+                if rows is not None and rows.results_at == job.results_at:
+                    rows.checked = self._clock()
+                    self._jobs.move_to_end(job_id)
+                    return rows.page(_wanted(filters), limit, offset)
             every, _ = list_trials(session, job, limit=None)
-            rows = _Rows(job.owner_id, job.updated_at, [_row_json(r) for r in every],
+            rows = _Rows(job.owner_id, job.results_at, [_row_json(r) for r in every],
                          [tuple(getattr(r, name) for name in FILTERS) for r in every], self._clock())
             self._keep(job_id, rows)
-        return rows.page(_wanted(filters), limit, offset)
+            return rows.page(_wanted(filters), limit, offset)
+        finally:
+            with self._lock:
+                if (held := self._jobs.get(job_id)) is not None:
+                    held.revalidating = False
 
     def _keep(self, job_id: str, rows: _Rows) -> None:
         with self._lock:

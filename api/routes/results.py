@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from anyio import to_thread
 from fastapi import APIRouter, Query, Response
-from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, CurrentViewer, ServicesDep, SessionDep
 from api.jobstore import get_job, get_trial, list_trials
@@ -51,7 +51,7 @@ async def trials(
             with services.sessions() as session:
                 return services.pages.load(session, job_id, viewer, filters, limit, offset)
 
-        body = await run_in_threadpool(load)
+        body = await to_thread.run_sync(load, limiter=services.store_limiter)
     return Response(body, media_type="application/json")
 
 

@@ -33,4 +33,4 @@ def test_public_urls_and_the_driver_command_reach_the_answers_and_the_ray_job(ra
     while (status := ray.status(job["ray_job_id"])[0]) in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert status == "succeeded"
-    assert ray.logs(job["ray_job_id"]).strip().splitlines()[-1] == f"run-job {job['id']}"
+    assert f"Running entrypoint for job {job['ray_job_id']}: /bin/echo run-job {job['id']}" in ray.logs(job["ray_job_id"])

@@ -6,11 +6,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 import api
-from api.db import alembic_config, current_revision, head_revision, make_engine, upgrade
-from api.models import Base, User, utcnow
+from api.db import alembic_config, current_revision, head_revision, make_engine, make_sessionmaker, upgrade
+from api.models import Base, Job, User, utcnow
 
 TABLES = {"users", "tokens", "jobs", "trials"}
 
@@ -25,7 +25,7 @@ def empty_engine(db_url):
 def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
     assert current_revision(empty_engine) is None
     upgrade(empty_engine)
-    assert current_revision(empty_engine) == head_revision() == "0001"
+    assert current_revision(empty_engine) == head_revision() == "0002"
     assert TABLES <= set(inspect(empty_engine).get_table_names())
 
 
@@ -46,6 +46,28 @@ def test_migrated_schema_matches_the_models(empty_engine):
             MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
         )
     assert differences == []
+
+
+def test_0002_keeps_a_0001_stores_jobs_and_dates_the_rows_they_hold(empty_engine):
+    upgrade(empty_engine, "0001")
+    when = utcnow()
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', false, :t)"),
+                     {"t": when})
+        for job in ("j_rows", "j_none"):
+            conn.execute(text(
+                "INSERT INTO jobs (id, owner_id, name, status, spec_json, request_hash, storage_dir, n_trials, "
+                "progress_json, created_at, updated_at) VALUES (:id, 1, 'g', 'succeeded', '{}', 'h', '/r', 1, '{}', "
+                ":t, :t)"), {"id": job, "t": when})
+        conn.execute(text("INSERT INTO trials (job_id, stage, trial_id, trial_key, status) "
+                          "VALUES ('j_rows', 'search', 't1', 'k', 'succeeded')"))
+    upgrade(empty_engine)
+    with make_sessionmaker(empty_engine)() as s:
+        jobs = {job.id: job for job in s.scalars(select(Job))}
+        assert set(jobs) == {"j_rows", "j_none"}
+        assert jobs["j_rows"].results_at == jobs["j_rows"].updated_at and jobs["j_none"].results_at is None
+    command.downgrade(alembic_config(empty_engine), "0001")
+    assert "results_at" not in {c["name"] for c in inspect(empty_engine).get_columns("jobs")}
 
 
 def test_downgrade_to_base_removes_every_table(empty_engine):

@@ -1,13 +1,18 @@
 """Trial pages: a finished job's rows answered from memory, the same as from SQL (SQLite and PostgreSQL)."""
 
+import asyncio
 import json
 
 import pytest
+from starlette.requests import Request
 
-from api.deps import Viewer, Viewers
-from api.jobstore import JobNotFound, list_trials, replace_trials, set_status
+from api.auth import issue_token
+from api.deps import Services, Viewer, Viewers, current_viewer
+from api.jobstore import JobNotFound, list_trials, replace_trials, set_progress, set_status
 from api.pages import TrialPages
+from api.runner import RayJobs
 from api.schemas import TrialOut, TrialPage
+from api.settings import Settings
 from tests.api.test_jobstore import result_row, submit
 
 
@@ -81,14 +86,20 @@ def test_rows_imported_again_are_served_once_the_entry_is_revalidated(session, a
     assert pages.cached(job.id, viewer, {}, 100, 0) == after.model_dump_json().encode()
 
 
-def test_a_running_jobs_pages_always_come_from_sql(session, alice):
+def test_a_running_jobs_rows_are_held_too_and_a_progress_update_keeps_them(session, alice):
     job, _ = submit(session, alice)
     set_status(session, job, "running")
-    replace_trials(session, job, ROWS[:30])
-    pages, viewer = TrialPages(clock=Clock()), Viewer.of(alice)
-    assert TrialPage.model_validate_json(pages.load(session, job.id, viewer, {}, 10, 5)) == sql_page(
-        session, job, {}, 10, 5)
+    replace_trials(session, job, ROWS[:30])  # e.g. a resumed job's earlier rows
+    clock, viewer = Clock(), Viewer.of(alice)
+    pages = TrialPages(clock=clock)
+    page = pages.load(session, job.id, viewer, {}, 10, 5)
+    assert TrialPage.model_validate_json(page) == sql_page(session, job, {}, 10, 5)
+    set_progress(session, job, {"stages": {"search": {"total": 30, "succeeded": 3}}})  # moves updated_at only
+    clock.now += 5
     assert pages.cached(job.id, viewer, {}, 10, 5) is None
+    rows_before = pages._jobs[job.id]
+    assert pages.load(session, job.id, viewer, {}, 10, 5) == page
+    assert pages._jobs[job.id] is rows_before  # revalidated, not reloaded
 
 
 def test_memory_holds_at_most_max_rows_least_recently_used_jobs_go_first(session, alice):
@@ -114,3 +125,42 @@ def test_viewers_remember_a_token_for_ttl_seconds():
     assert viewers.get("hash-a") == alice and viewers.get("hash-b") is None
     clock.now += 0.2
     assert viewers.get("hash-a") is None
+
+
+def test_stale_rows_send_one_request_to_the_store_and_answer_the_others_meanwhile(session, alice):
+    job = finished_job(session, alice, ROWS)
+    clock, viewer = Clock(), Viewer.of(alice)
+    pages = TrialPages(clock=clock, revalidate=2.0)
+    page = pages.load(session, job.id, viewer, {}, 10, 0)
+    clock.now += 2.5
+    assert pages.cached(job.id, viewer, {}, 10, 0) is None  # this one asks the store ...
+    assert pages.cached(job.id, viewer, {}, 10, 0) == page  # ... the others need not wait for it
+    assert pages.load(session, job.id, viewer, {}, 10, 0) == page
+    clock.now += 1.0
+    assert pages.cached(job.id, viewer, {}, 10, 0) == page  # confirmed 1 s ago: fresh
+
+
+def test_requests_that_miss_the_token_cache_together_share_one_store_lookup(sessions, session, alice):
+    token = issue_token(session, alice)
+    opened = []
+
+    def counting_sessions():
+        opened.append(1)
+        return sessions()
+
+    services = Services(Settings(ray_address="http://127.0.0.1:1"), counting_sessions, RayJobs("http://127.0.0.1:1"),
+                        None)
+    request = Request({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+
+    async def twenty() -> list[Viewer]:
+        return await asyncio.gather(*(current_viewer(request, services) for _ in range(20)))
+
+    assert asyncio.run(twenty()) == [Viewer.of(alice)] * 20
+    assert len(opened) == 1
+    bad = Request({"type": "http", "headers": [(b"authorization", b"Bearer adf_nope")]})
+
+    async def two_bad() -> list:
+        return await asyncio.gather(*(current_viewer(bad, services) for _ in range(2)), return_exceptions=True)
+
+    assert [getattr(e, "status", None) for e in asyncio.run(two_bad())] == [401, 401]
+    assert len(opened) == 2  # unknown tokens are not remembered, but the two shared a lookup
