@@ -1,5 +1,9 @@
 """`adf-service serve` with no Ray address: it starts a local Ray head that runs the jobs,
-outlives the server, is reused by the next server, and ends with `adf-service stop-ray`."""
+outlives the server, is reused by the next server, and ends with `adf-service stop-ray`.
+
+The job is one whose driver fails at once (its feature store does not exist): its error,
+which only the driver can report, shows that the head ran it. Whole jobs through a live
+server are tests/api/test_service.py and test_client.py."""
 
 import subprocess
 
@@ -7,7 +11,7 @@ import httpx
 
 from api.local import free_port
 from api.localray import PID_FILE, _alive, stop_local_ray
-from tests.api.live import ADF, LiveService, tiny_grid
+from tests.api.live import ADF, UNRUNNABLE_GRID, LiveService, wait_for_status
 
 
 class Dashboard:
@@ -22,7 +26,7 @@ class Dashboard:
             return False
 
 
-def test_serve_runs_jobs_on_its_own_local_ray_head_which_stop_ray_ends(store, tmp_path):
+def test_serve_runs_jobs_on_its_own_local_ray_head_which_stop_ray_ends(tmp_path):
     port = free_port()
     head = Dashboard(port)
     service = LiveService(tmp_path, None, env_extra={"ADF_LOCAL_RAY_PORT": str(port)})
@@ -30,12 +34,11 @@ def test_serve_runs_jobs_on_its_own_local_ray_head_which_stop_ray_ends(store, tm
         service.start(timeout=180)
         pid = int((tmp_path / PID_FILE).read_text())
         assert _alive(pid) and head.up()
-        grid = tmp_path / "grid.yaml"
-        grid.write_text(tiny_grid(store, name="local-head"))
-        submit = [ADF, "submit", str(grid), "--wait", "--server", service.url, "--token", service.token("alice")]
-        done = subprocess.run(submit, env=service.env, capture_output=True, text=True, timeout=480)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "'local-head': succeeded" in done.stdout and "best genotype: trial" in done.stdout
+        with service.client(service.token("alice")) as alice:  # a job whose driver fails at once, on this head
+            answer = alice.post("/v1/jobs", json=UNRUNNABLE_GRID)
+            assert answer.status_code == 202, answer.text
+            job = wait_for_status(alice, answer.json()["id"], {"failed"}, timeout=120)
+        assert job["ray_job_id"] and "no-such-store" in job["error"], job
 
         service.stop()
         assert head.up()  # the head outlives the server ...

@@ -192,6 +192,7 @@ def test_late_fusion_stays_at_chance_while_conv_fusion_solves_layout_at(
     assert conv_fusion_accuracy(store, RGB_FLOW_POSE) >= 0.85
 
 
+@pytest.mark.slow  # about 35 s; the default layout's test above stays in the default suite
 def test_layout_beside_needs_spatial_context(tmp_path: Path) -> None:
     store = generate_synthetic_store(tmp_path / "beside", layout="beside")
     assert late_fusion_accuracy(store) < CHANCE + 0.12
