@@ -123,28 +123,23 @@ async def current_viewer(request: Request, services: ServicesDep) -> Viewer:
     """
     token = None if services.settings.auth == "local" else _bearer_token(request)
     key = "" if token is None else hash_token(token)
-    viewer = services.viewers.get(key)
-    if viewer is not None:
+    if (viewer := services.viewers.get(key)) is not None:
         return viewer
-    if (pending := services.viewers.pending.get(key)) is not None:
-        return await asyncio.shield(pending)
-    pending = services.viewers.pending[key] = asyncio.get_running_loop().create_future()
-    pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
+    lookup = services.viewers.pending.get(key)
+    if lookup is None:
+        def look_up() -> Viewer:
+            with services.sessions() as session:
+                return Viewer.of(_user(session, services, token))
 
-    def look_up() -> Viewer:
-        with services.sessions() as session:
-            return Viewer.of(_user(session, services, token))
+        def done(task: asyncio.Future[Viewer]) -> None:
+            del services.viewers.pending[key]
+            if not task.cancelled() and task.exception() is None:  # also marks a 401 as retrieved
+                services.viewers.put(key, task.result())
 
-    try:
-        viewer = await run_in_threadpool(look_up)
-    except BaseException as exc:
-        pending.set_exception(exc)
-        raise
-    finally:
-        del services.viewers.pending[key]
-    services.viewers.put(key, viewer)
-    pending.set_result(viewer)
-    return viewer
+        # A task of its own: a request that goes away does not take the others' answer with it.
+        lookup = services.viewers.pending[key] = asyncio.ensure_future(run_in_threadpool(look_up))
+        lookup.add_done_callback(done)
+    return await asyncio.shield(lookup)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -30,7 +30,7 @@ _MAX_SELECTIONS = 64  # filter combinations remembered per job
 _STUCK = 30.0  # seconds after which a revalidation that never came back is tried again
 
 
-class Viewer(Protocol):
+class ViewerLike(Protocol):  # api.deps.Viewer, api.models.User
     id: int
     is_admin: bool
 
@@ -83,7 +83,7 @@ class TrialPages:
         self._jobs: OrderedDict[str, _Rows] = OrderedDict()
         self._lock = threading.Lock()
 
-    def cached(self, job_id: str, viewer: Viewer, filters: dict[str, Any], limit: int, offset: int) -> bytes | None:
+    def cached(self, job_id: str, viewer: ViewerLike, filters: dict[str, Any], limit: int, offset: int) -> bytes | None:
         """The page from memory if the job's rows are there and ``viewer``'s to see; else None.
 
         Rows older than ``revalidate`` seconds send one request (the None answer) to the store
@@ -101,7 +101,7 @@ class TrialPages:
             self._jobs.move_to_end(job_id)
         return rows.page(_wanted(filters), limit, offset)
 
-    def load(self, session: Session, job_id: str, viewer: Viewer, filters: dict[str, Any],
+    def load(self, session: Session, job_id: str, viewer: ViewerLike, filters: dict[str, Any],
              limit: int, offset: int) -> bytes:
         """The page from the store (JobNotFound unless ``viewer`` may see the job); the job's rows are kept."""
         try:
