@@ -42,8 +42,8 @@ def _alive(pid: int) -> bool:
         return True
     try:  # a zombie (exited, not yet reaped) is not alive
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return Path(f"/proc/{pid}").exists() or not Path("/proc/self").exists()
+    except OSError:  # no /proc here: the signal reached it
+        return True
 
 
 def _is_ray_head(pid: int) -> bool:
