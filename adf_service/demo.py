@@ -14,6 +14,7 @@ from typing import Any
 
 from adf_service.features.dataset import ClipSet
 from adf_service.features.synth import generate_synthetic_store
+from adf_service.modalities import BASELINE_COMBOS, combo_name
 from adf_service.space import SearchSpace
 from adf_service.train import (
     EpochRecord,
@@ -26,23 +27,7 @@ from adf_service.train import (
     evaluation_run,
 )
 
-__all__ = ["BASELINE_COMBOS", "DemoReport", "DemoSettings", "run_demo"]
-
-# Thesis §5.2.3: the seven modality combinations of the late-fusion baseline.
-BASELINE_COMBOS = (
-    ("rgb",),
-    ("flow",),
-    ("pose",),
-    ("rgb", "flow"),
-    ("rgb", "pose"),
-    ("flow", "pose"),
-    ("rgb", "flow", "pose"),
-)
-
-
-def combo_name(modalities) -> str:
-    return "+".join(m[0].upper() for m in modalities)
-
+__all__ = ["DemoReport", "DemoSettings", "run_demo"]
 
 @dataclass(frozen=True)
 class DemoSettings:

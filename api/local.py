@@ -8,7 +8,6 @@ the summary; then it stops the server and Ray. Nothing is left running.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -18,15 +17,9 @@ import typer
 
 from adf_service.cli import _fail
 from api.cli import app
+from api.ports import free_port
 
-__all__ = ["free_port", "local_job", "run_local_job"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["local_job", "run_local_job"]
 
 
 def run_local_job(grid: Path, data_dir: Path) -> dict:

@@ -72,7 +72,7 @@ def start_local_ray(data_dir: Path, port: int, *, wait: float = 120.0) -> str:
     head = RayJobs(url)
     if head.reachable():
         return url
-    from api.local import free_port
+    from api.ports import free_port
 
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [_ray(), "start", "--head", "--block", "--disable-usage-stats", f"--port={free_port()}",

@@ -7,7 +7,7 @@ and always read back tz-aware; floats are double precision; free text is ``Text`
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from api.status import ACTIVE_STATUSES, JOB_STATUSES, JobStatus
+
 __all__ = [
     "ACTIVE_STATUSES",
     "JOB_STATUSES",
@@ -38,9 +40,6 @@ __all__ = [
     "utcnow",
 ]
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
-ACTIVE_STATUSES = ("queued", "running")  # count against max_running_jobs_per_user
 
 # Deterministic constraint names, so that migrations can name what they alter on every backend.
 NAMING_CONVENTION = {

@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from api.auth import create_user, issue_token
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.jobstore import create_job, replace_trials, set_status
-from api.local import free_port
 from api.models import Job
+from api.ports import free_port
 from api.settings import Settings
 from tests.api.live import UNRUNNABLE_GRID, LiveService
 from trials.results import RESULT_SCHEMA

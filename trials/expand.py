@@ -14,7 +14,7 @@ import itertools
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from adf_service.demo import combo_name
+from adf_service.modalities import combo_name
 
 if TYPE_CHECKING:
     from trials.spec import GridSpec

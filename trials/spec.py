@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from adf_service.demo import BASELINE_COMBOS
+from adf_service.modalities import BASELINE_COMBOS, MODALITIES
 from adf_service.space import (
     CELLS_RANGE,
     DISCRETIZATIONS,
@@ -40,7 +40,6 @@ from trials.expand import ray_trial_counts, stage_counts
 from trials.gridfile import GridProblem, GridSpecError, Loc, Problems, compose, explain
 
 __all__ = [
-    "MODALITIES",
     "BaselineSpec",
     "BohbSpec",
     "DatasetSpec",
@@ -58,7 +57,6 @@ __all__ = [
     "validate_grid",
 ]
 
-MODALITIES = tuple(dict.fromkeys(m for combo in BASELINE_COMBOS for m in combo))  # rgb, flow, pose
 Modality = Literal[MODALITIES]
 Operators = Literal[tuple(OPERATOR_SETS)]
 Discretization = Literal[DISCRETIZATIONS]

@@ -38,9 +38,9 @@ from adf_service.extract.backbones.normalize import THESIS_BACKBONES
 from adf_service.extract.flow import FlowConfig
 from adf_service.extract.pose import POSE_EXTRACTORS, PoseExtractor, create_pose_extractor
 from adf_service.extract.sampling import N_SEGMENTS
+from adf_service.modalities import MODALITIES
 
 __all__ = [
-    "MODALITIES",
     "BackboneSpec",
     "ExtractConfig",
     "ExtractConfigError",
@@ -51,7 +51,6 @@ __all__ = [
     "parse_extract_config",
 ]
 
-MODALITIES = ("rgb", "flow", "pose")  # the thesis' streams, in the fusion network's input order
 Arch = Literal["resnet3d_18", "resnext3d_101", "r2plus1d_50"]
 Normalization = Literal["kinetics", "hara2018", "mars_flow"]
 

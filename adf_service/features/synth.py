@@ -20,10 +20,10 @@ import numpy as np
 import adf_service
 from adf_service.features.store import FeatureStore
 from adf_service.features.writer import FeatureStoreWriter
+from adf_service.modalities import MODALITIES
 
 __all__ = ["SyntheticDataError", "SynthSpec", "generate_synthetic_store"]
 
-MODALITIES = ("rgb", "flow", "pose")
 _CHUNK = 256  # clips generated at once: bounded memory; part of the rng stream, keep fixed
 _SPLIT_CODES = {"train": 0, "test": 1}
 _PROTOTYPE_STREAM = 7  # rng stream ids, distinct from the split codes

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from api.local import free_port
+from api.ports import free_port
 
 ADF = str(Path(sys.executable).with_name("adf-service"))
 

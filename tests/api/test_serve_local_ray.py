@@ -9,8 +9,8 @@ import subprocess
 
 import httpx
 
-from api.local import free_port
 from api.localray import PID_FILE, _alive, stop_local_ray
+from api.ports import free_port
 from tests.api.live import ADF, UNRUNNABLE_GRID, LiveService, wait_for_status
 
 
