@@ -1,7 +1,8 @@
 """The demo: one AutoDeepFuse setting end to end on the synthetic "what moves where" data.
 
 Generate the synthetic store → PC-DARTS search (S2, all, I=2, C=2) → train the genotype
-from scratch → train the R+F+P late-fusion baseline → compare. Sized for 2 CPU cores.
+from scratch → train all seven late-fusion baselines (R, F, P, R+F, R+P, F+P, R+F+P; thesis
+§5.2.3) → compare, with R+F+P as the reference. Sized for 2 CPU cores.
 """
 
 from __future__ import annotations
