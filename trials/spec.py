@@ -5,7 +5,9 @@ hyper-parameters of §5.2.2–5.2.3, the baseline, random-architecture and BOHB 
 where and how the trials run. Every default is the thesis' value; docs/grid.md is the
 reference. :func:`load_grid` / :func:`parse_grid` report every problem on its own line,
 ``grid.yaml line 12: space.operators[1]: 'S3' not in {S1, S2}``; a JSON body goes through
-:func:`validate_grid` (same messages, no lines) or :meth:`GridSpec.model_validate`.
+:func:`parse_grid_json` (same messages, no lines), a parsed one through :func:`validate_grid`.
+Every number has a bound, so a grid that validates expands into at most ``max_trials`` trials
+quickly; reading refuses what could hang or crash a parser (:mod:`adf_service.yamldoc`).
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from adf_service.features.synth import SyntheticDataError, SynthSpec
 from adf_service.modalities import BASELINE_COMBOS, MODALITIES
 from adf_service.space import (
     CELLS_RANGE,
@@ -36,14 +38,13 @@ from adf_service.space import (
 )
 from adf_service.train import SearchConfig, TrainConfig
 from adf_service.train.fit import OPTIMIZERS
+from adf_service.yamldoc import DocumentError, DocumentProblem, Loc, Problems, compose, explain, load_json
 from trials.expand import ray_trial_counts, stage_counts
-from trials.gridfile import GridProblem, GridSpecError, Loc, Problems, compose, explain
 
 __all__ = [
     "BaselineSpec",
     "BohbSpec",
     "DatasetSpec",
-    "GridProblem",
     "GridSpec",
     "GridSpecError",
     "RandomSpec",
@@ -54,6 +55,7 @@ __all__ = [
     "TrainHyper",
     "load_grid",
     "parse_grid",
+    "parse_grid_json",
     "validate_grid",
 ]
 
@@ -64,6 +66,25 @@ NInputs = Literal[INPUTS_RANGE]
 NCells = Literal[CELLS_RANGE]
 Optimizer = Literal[OPTIMIZERS]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# Bounds far above any real grid and low enough that nothing built from a grid can hang the
+# service (issue 11: `epochs: 10**100`, `bohb.iterations: 10**18`); docs/grid.md lists them.
+MAX_SEED = 2**32 - 1  # numpy's legacy seeds stop here; trial seeds are 31-bit anyway
+MAX_EPOCHS = 1000  # the thesis trains 50 + 70
+MAX_REPEATS = 1000  # the thesis repeats 6 times
+MAX_BATCH = 4096  # the thesis uses 64
+MAX_LR = 10.0  # the thesis uses 2e-3; the smoke grid 0.1
+MAX_CHANNELS = 4096  # the thesis' stem gives 512
+MAX_TRIALS = 100_000  # the thesis grid makes 755
+MAX_PATH = 4096  # Linux's PATH_MAX
+
+
+class GridSpecError(DocumentError):
+    """A grid (YAML file or JSON body) that does not describe a valid job; one line per problem.
+
+    ``problems`` are :class:`~adf_service.yamldoc.DocumentProblem` (path, message, line), the
+    first :data:`~adf_service.yamldoc.MAX_PROBLEMS` in line order; ``more`` counts the others.
+    """
 
 
 def _distinct(values: list, keys: list | None = None) -> list:
@@ -81,21 +102,33 @@ def _distinct(values: list, keys: list | None = None) -> list:
 
 class _Spec(BaseModel):
     # A misspelt key is an error; strict: no true → 1, 2.5 → error rather than 2, "6" → 6.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # inf and nan (YAML .inf, JSON 1e400) are errors too.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SyntheticSpec(_Spec):
     """Generate a "what moves where" store (docs/synthetic-data.md) where ``store`` is missing."""
 
-    clips: int = Field(1200, ge=8)  # train + test clips; a quarter are test clips
-    classes: int = Field(4, ge=2)
-    seed: int = Field(0, ge=0)
+    clips: int = Field(1200, ge=8, le=50_000)  # train + test clips; a quarter are test clips
+    classes: int = Field(4, ge=2)  # at most what fits the store's 7×7 places (SynthSpec checks)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     layout: Literal["at", "beside"] = "at"  # "beside" needs spatial context to solve
+
+    @model_validator(mode="after")
+    def _library_accepts(self) -> SyntheticSpec:
+        n_test = self.clips // 4  # as trials.dataset.ensure_dataset splits them
+        try:
+            SynthSpec(n_train=self.clips - n_test, n_test=n_test, n_classes=self.classes, seed=self.seed,
+                      layout=self.layout)
+        except SyntheticDataError as exc:
+            raise Problems((("classes",), str(exc).removeprefix("synthetic store: "))) from None
+        return self
 
 
 class DatasetSpec(_Spec):
-    store: str = Field(min_length=1)  # feature store directory, path or URI (docs/feature-store.md)
-    modalities: list[str] | None = Field(None, min_length=1)  # None: every modality of the store
+    store: str = Field(min_length=1, max_length=MAX_PATH)  # feature store directory, path or URI
+    modalities: list[Annotated[str, Field(max_length=64)]] | None = Field(  # None: every modality of the store
+        None, min_length=1, max_length=64)
     synthetic: SyntheticSpec | None = None  # None: the store must exist
 
     @field_validator("modalities")
@@ -111,8 +144,8 @@ class SpaceAxes(_Spec):
     discretizations: list[Discretization] = Field(list(DISCRETIZATIONS), min_length=1)  # §4.2.3: all, topk
     inputs: list[NInputs] = Field(list(INPUTS_RANGE), min_length=1)  # §5.2.1: I ∈ {1, 2, 3}
     cells: list[NCells] = Field(list(CELLS_RANGE), min_length=1)  # §5.2.1: C ∈ {1, 2, 3, 4}
-    channels: int = Field(SearchSpace.channels, ge=1)  # §4.1.3: the stem reduces to 512 channels
-    partial_k: int = Field(SearchSpace.partial_k, ge=1)  # §5.2.2: K = 4, 25 % of channels sampled
+    channels: int = Field(SearchSpace.channels, ge=1, le=MAX_CHANNELS)  # §4.1.3: the stem reduces to 512
+    partial_k: int = Field(SearchSpace.partial_k, ge=1, le=MAX_CHANNELS)  # §5.2.2: K = 4, 25 % sampled
 
     @field_validator("inputs", "cells", mode="before")
     @classmethod
@@ -144,14 +177,14 @@ class SpaceAxes(_Spec):
 class SearchHyper(_Spec):
     """PC-DARTS hyper-parameters; the names are :class:`adf_service.train.SearchConfig`'s."""
 
-    epochs: int = Field(SearchConfig.epochs, ge=1)  # §5.2.2: PC-DARTS for 50 epochs
-    warmup_epochs: int = Field(SearchConfig.warmup_epochs, ge=0)  # §5.2.2: α frozen for 5 epochs
-    batch_size: int = Field(SearchConfig.batch_size, ge=1)  # §5.2.2: 64
-    lr: float = Field(SearchConfig.lr, gt=0)  # §5.2.2: w by SGD from 2e-3, cosine to 0
+    epochs: int = Field(SearchConfig.epochs, ge=1, le=MAX_EPOCHS)  # §5.2.2: PC-DARTS for 50 epochs
+    warmup_epochs: int = Field(SearchConfig.warmup_epochs, ge=0, le=MAX_EPOCHS)  # §5.2.2: α frozen for 5
+    batch_size: int = Field(SearchConfig.batch_size, ge=1, le=MAX_BATCH)  # §5.2.2: 64
+    lr: float = Field(SearchConfig.lr, gt=0, le=MAX_LR)  # §5.2.2: w by SGD from 2e-3, cosine to 0
     momentum: float = Field(SearchConfig.momentum, ge=0, lt=1)  # §5.2.2: 0.9
-    weight_decay: float = Field(SearchConfig.weight_decay, ge=0)  # §5.2.3: L2 3e-4
-    arch_lr: float = Field(SearchConfig.arch_lr, gt=0)  # §5.2.2: α by Adam from 3e-4, cosine to 0
-    arch_weight_decay: float = Field(SearchConfig.arch_weight_decay, ge=0)  # PC-DARTS' code: 1e-3
+    weight_decay: float = Field(SearchConfig.weight_decay, ge=0, le=1)  # §5.2.3: L2 3e-4
+    arch_lr: float = Field(SearchConfig.arch_lr, gt=0, le=MAX_LR)  # §5.2.2: α by Adam from 3e-4, cosine to 0
+    arch_weight_decay: float = Field(SearchConfig.arch_weight_decay, ge=0, le=1)  # PC-DARTS' code: 1e-3
     second_order: bool = SearchConfig.second_order  # DESIGN §5: first-order unless asked
 
     @model_validator(mode="after")
@@ -164,12 +197,12 @@ class SearchHyper(_Spec):
 class TrainHyper(_Spec):
     """From-scratch training; the names are :class:`adf_service.train.TrainConfig`'s."""
 
-    epochs: int = Field(TrainConfig.epochs, ge=1)  # §5.2.2: 70 epochs from scratch
-    batch_size: int = Field(TrainConfig.batch_size, ge=1)  # §5.2.2: as in the search, 64
+    epochs: int = Field(TrainConfig.epochs, ge=1, le=MAX_EPOCHS)  # §5.2.2: 70 epochs from scratch
+    batch_size: int = Field(TrainConfig.batch_size, ge=1, le=MAX_BATCH)  # §5.2.2: as in the search, 64
     optimizer: Optimizer = TrainConfig.optimizer  # §5.2.3: SGD
-    lr: float = Field(TrainConfig.lr, gt=0)  # §5.2.3: 2e-3, cosine-annealed to 0
+    lr: float = Field(TrainConfig.lr, gt=0, le=MAX_LR)  # §5.2.3: 2e-3, cosine-annealed to 0
     momentum: float = Field(TrainConfig.momentum, ge=0, lt=1)  # §5.2.3: 0.9 (SGD only)
-    weight_decay: float = Field(TrainConfig.weight_decay, ge=0)  # §5.2.3: L2 3e-4
+    weight_decay: float = Field(TrainConfig.weight_decay, ge=0, le=1)  # §5.2.3: L2 3e-4
 
 
 class BaselineSpec(_Spec):
@@ -177,7 +210,7 @@ class BaselineSpec(_Spec):
 
     enabled: bool = True  # §5.2.3: the thesis compares every fusion with these
     combos: list[list[Modality]] = Field([list(c) for c in BASELINE_COMBOS], min_length=1)  # §5.2.3: the 7
-    repeats: int = Field(6, ge=1)  # §5.2.3: "each baseline run is repeated six times"
+    repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # §5.2.3: "each baseline run is repeated six times"
     training: TrainHyper = TrainHyper()  # §5.2.3: the fusion networks' procedure
 
     @field_validator("combos")
@@ -202,22 +235,25 @@ class RandomSpec(_Spec):
     """Stage 4: a random genotype per setting, evaluated like a searched one."""
 
     enabled: bool = True  # §5.3.1: searched vs randomly sampled architectures (table 4)
-    repeats: int = Field(6, ge=1)  # DESIGN §5: repeated like the search
+    repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # DESIGN §5: repeated like the search
 
 
 class BohbSpec(_Spec):
     """Stage 5: BOHB on the best evaluated genotype (thesis table 5)."""
 
     enabled: bool = True  # §5.3.1: BOHB on the best found architecture
-    iterations: int = Field(10, ge=1)  # table 5: 10 iterations
-    min_epochs: int = Field(2, ge=1)  # table 5: budgets from 2 ...
-    max_epochs: int = Field(70, ge=1)  # ... to 70 epochs
-    eta: int = Field(3, ge=2)  # table 5: η = 3
-    batch_sizes: list[PositiveInt] = Field([4, 8, 16, 32], min_length=1)  # table 5: categorical
-    lr: list[float] = Field([1e-5, 1e-2], min_length=2, max_length=2)  # table 5: [low, high], log scale
+    iterations: int = Field(10, ge=1, le=100)  # table 5: 10 iterations
+    min_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # table 5: budgets from 2 ...
+    max_epochs: int = Field(70, ge=1, le=MAX_EPOCHS)  # ... to 70 epochs
+    eta: int = Field(3, ge=2, le=100)  # table 5: η = 3
+    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field(  # table 5: categorical
+        [4, 8, 16, 32], min_length=1, max_length=64)
+    lr: list[Annotated[float, Field(le=MAX_LR)]] = Field(  # table 5: [low, high], log scale
+        [1e-5, 1e-2], min_length=2, max_length=2)
     optimizers: list[Optimizer] = Field(sorted(OPTIMIZERS), min_length=1)  # table 5: Adam, AdamW, SGD
-    weight_decay: list[float] = Field([1e-5, 2e-2], min_length=2, max_length=2)  # table 5: L2, log scale
-    samples: int | None = Field(None, ge=1)  # None: what `iterations` HyperBand iterations sample
+    weight_decay: list[Annotated[float, Field(le=1)]] = Field(  # table 5: L2, log scale
+        [1e-5, 2e-2], min_length=2, max_length=2)
+    samples: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: what `iterations` HyperBand iterations sample
 
     @field_validator("batch_sizes", "optimizers")
     @classmethod
@@ -243,8 +279,8 @@ class BohbSpec(_Spec):
 class ResourceSpec(_Spec):
     """What Ray reserves for every trial."""
 
-    gpus_per_trial: float = Field(1.0, ge=0)  # below 1: trials share a GPU; 0: CPU only
-    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(1.0, ge=0, le=16)  # below 1: trials share a GPU; 0: CPU only
+    cpus_per_trial: float = Field(1.0, gt=0, le=256)  # one trial runs on one node
 
     @model_validator(mode="after")
     def _whole_above_one(self) -> ResourceSpec:
@@ -264,17 +300,17 @@ class GridSpec(_Spec):
     name: str  # 1–64 characters of A–Z a–z 0–9 _ . -, starting with a letter or digit: names the job
     dataset: DatasetSpec
     space: SpaceAxes = SpaceAxes()  # §5.2.1: 3 × 4 × 2 × 2 = 48 settings
-    repeats: int = Field(6, ge=1)  # §5.2.1: every setting searched six times
+    repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # §5.2.1: every setting searched six times
     search: SearchHyper = SearchHyper()  # §5.2.2
     evaluation: TrainHyper = TrainHyper()  # §5.2.2: "the same as those used for searching"
     baselines: BaselineSpec = BaselineSpec()  # §5.2.3
     random: RandomSpec = RandomSpec()  # §5.3.1
     bohb: BohbSpec = BohbSpec()  # §5.3.1, table 5
     resources: ResourceSpec = ResourceSpec()
-    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
-    seed: int = Field(0, ge=0)  # every trial's seed derives from it (trials.expand.trial_seed)
-    storage: str = Field("runs", min_length=1)  # local path or pyarrow filesystem URI (s3://, gs://)
-    max_trials: int = Field(2000, ge=1)  # refuse bigger grids: `repeats: 600` must not launch 28,800
+    max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: as many as the cluster fits
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # every trial's seed derives from it (trials.expand.trial_seed)
+    storage: str = Field("runs", min_length=1, max_length=MAX_PATH)  # local path or pyarrow URI (s3://, gs://)
+    max_trials: int = Field(2000, ge=1, le=MAX_TRIALS)  # refuse bigger grids: `repeats: 600` must not launch 28,800
 
     @field_validator("name")
     @classmethod
@@ -319,8 +355,17 @@ def parse_grid(text: str, source: str = "<grid>") -> GridSpec:
 
     Raises GridSpecError with one ``<source> line <n>: <key path>: <problem>`` per problem.
     """
-    data, lines = compose(text, source)
+    data, lines = compose(text, source, error=GridSpecError)
     return _validate(data, source, lines)
+
+
+def parse_grid_json(text: str, source: str = "<json>") -> GridSpec:
+    """Validate a grid sent as JSON text: the messages of :func:`parse_grid`, without key lines.
+
+    Refuses what ``json.loads`` alone would not: a key given twice (JSON keeps the last),
+    nesting deeper than 64, and a document over the size limit (:func:`adf_service.yamldoc.load_json`).
+    """
+    return _validate(load_json(text, source, error=GridSpecError), source, {})
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -328,12 +373,12 @@ def load_grid(path: str | Path) -> GridSpec:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise GridSpecError(str(path), [GridProblem("", f"cannot read the grid: {exc}")]) from None
+        raise GridSpecError(str(path), [DocumentProblem("", f"cannot read the grid: {exc}")]) from None
     return parse_grid(text, str(path))
 
 
 def validate_grid(data: Any, source: str = "<json>") -> GridSpec:
-    """Validate a parsed grid (a JSON body): GridSpecError messages as for a file, without lines."""
+    """Validate a parsed grid (e.g. the service's own JSON): GridSpecError messages as for a file, without lines."""
     return _validate(data, source, {})
 
 
@@ -341,7 +386,7 @@ def _validate(data: Any, source: str, lines: dict[Loc, int]) -> GridSpec:
     if not isinstance(data, dict):
         got = "empty" if data is None else f"a {type(data).__name__}"
         message = f"a grid is a mapping of keys ({', '.join(GridSpec.model_fields)}); this one is {got}"
-        raise GridSpecError(source, [GridProblem("", message, lines.get(()))])
+        raise GridSpecError(source, [DocumentProblem("", message, lines.get(()))])
     try:
         return GridSpec.model_validate(data)
     except ValidationError as exc:

@@ -12,7 +12,9 @@
 Any non-empty subset of ``rgb``, ``flow``, ``pose`` may be given; a stream's ``arch``,
 ``in_channels`` and ``normalization`` default to the thesis' (``THESIS_BACKBONES``).
 Relative paths (checkpoints, and pose options the extractor declares as a ``Path``) resolve
-against the directory of the yaml file. Every problem is reported with its line and key:
+against the directory of the yaml file. The file is read like grid.yaml
+(:mod:`adf_service.yamldoc`: a key given twice, an alias or deep nesting is an error) and every
+problem is reported with its line and key, with a suggestion for a misspelt key:
 ``extract.yaml line 7: flow.arch: 'resnet50' not in {resnet3d_18, resnext3d_101, r2plus1d_50}``.
 """
 
@@ -23,7 +25,6 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +40,7 @@ from adf_service.extract.flow import FlowConfig
 from adf_service.extract.pose import POSE_EXTRACTORS, PoseExtractor, create_pose_extractor
 from adf_service.extract.sampling import N_SEGMENTS
 from adf_service.modalities import MODALITIES
+from adf_service.yamldoc import DocumentError, DocumentProblem, Loc, compose, explain
 
 __all__ = [
     "BackboneSpec",
@@ -55,8 +57,11 @@ Arch = Literal["resnet3d_18", "resnext3d_101", "r2plus1d_50"]
 Normalization = Literal["kinetics", "hara2018", "mars_flow"]
 
 
-class ExtractConfigError(ValueError):
-    """An extract.yaml that does not describe a valid extraction; one line per problem."""
+class ExtractConfigError(DocumentError):
+    """An extract.yaml that does not describe a valid extraction; one line per problem.
+
+    ``problems`` are :class:`~adf_service.yamldoc.DocumentProblem` (path, message, line).
+    """
 
 
 class BackboneSpec(BaseModel):
@@ -184,9 +189,6 @@ class ExtractConfig(BaseModel):
         return {m: spec for m in MODALITIES if (spec := getattr(self, m)) is not None}
 
 
-_SPECS: dict[str | int, type[BaseModel]] = {"rgb": RgbSpec, "flow": FlowSpec, "pose": PoseSpec}
-
-
 def load_extract_config(path: Path | str) -> ExtractConfig:
     """Read and validate an extract.yaml; relative paths resolve against its directory.
 
@@ -196,30 +198,23 @@ def load_extract_config(path: Path | str) -> ExtractConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExtractConfigError(f"{path}: cannot read the extraction config ({exc})") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ExtractConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _key_lines(node, (), lines)
+        raise ExtractConfigError(str(path), [DocumentProblem("", f"cannot read the extraction config ({exc})")]) \
+            from exc
+    data, lines = compose(text, str(path), error=ExtractConfigError)
     return parse_extract_config(data, source=str(path), base_dir=path.parent, lines=lines)
 
 
 def parse_extract_config(data: Any, *, source: str = "extract.yaml", base_dir: Path | str = ".",
-                         lines: dict[tuple[str | int, ...], int] | None = None) -> ExtractConfig:
+                         lines: dict[Loc, int] | None = None) -> ExtractConfig:
     """Validate ``data`` (the parsed yaml); ``lines`` maps key paths to their line for messages."""
+    lines = lines or {}
     if not isinstance(data, dict):
-        raise ExtractConfigError(f"{source}: expected a mapping of keys (rgb, flow, pose, frames, ...), "
-                                 f"got {type(data).__name__}")
+        message = f"expected a mapping of keys (rgb, flow, pose, frames, ...), got {type(data).__name__}"
+        raise ExtractConfigError(source, [DocumentProblem("", message, lines.get(()))])
     try:
         return ExtractConfig.model_validate(data, context={"base_dir": Path(base_dir)})
     except ValidationError as exc:
-        raise ExtractConfigError("\n".join(_describe(e, source, lines or {}) for e in exc.errors())) from None
+        raise ExtractConfigError(source, explain(exc, ExtractConfig, lines)) from None
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
@@ -235,36 +230,3 @@ def _path_parameters(constructor: Any) -> set[str]:
     except (NameError, TypeError):
         return set()
     return {name for name, hint in hints.items() if hint is Path or Path in typing.get_args(hint)}
-
-
-def _key_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
-    """Record the 1-based line of every mapping key (and sequence item) below ``node``."""
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines[(*path, key.value)] = key.start_mark.line + 1
-            _key_lines(value, (*path, key.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            _key_lines(item, (*path, i), lines)
-
-
-def _describe(error: dict[str, Any], source: str, lines: dict[tuple[str | int, ...], int]) -> str:
-    """``<source> line N: <key>: <problem>`` for one pydantic error."""
-    loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-    where = f"{source} line {line}" if line else source
-    key = ".".join(map(str, loc))
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        model = ExtractConfig if len(loc) == 1 else _SPECS.get(loc[0]) if len(loc) == 2 else None
-        message = f"unknown key (allowed: {', '.join(model.model_fields)})" if model else "unknown key"
-    elif kind == "literal_error":
-        message = f"{error['input']!r} not in {{{ctx['expected'].replace(' or ', ', ').replace(chr(39), '')}}}"
-    elif kind == "missing":
-        message = "required key missing"
-    elif isinstance(ctx.get("error"), ValueError):
-        message = str(ctx["error"])
-    else:
-        message = f"{error['msg']}, got {error['input']!r}"
-    return f"{where}: {key}: {message}" if key else f"{where}: {message}"

@@ -2,11 +2,13 @@
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import pytest
 
 from trials.spec import (
+    MAX_SEED,
     BohbSpec,
     GridSpec,
     GridSpecError,
@@ -15,6 +17,7 @@ from trials.spec import (
     TrainHyper,
     load_grid,
     parse_grid,
+    parse_grid_json,
     validate_grid,
 )
 
@@ -194,3 +197,75 @@ def test_the_error_survives_pickling_as_ray_ships_it():
 def test_an_unreadable_file_is_a_grid_spec_error(tmp_path):
     with pytest.raises(GridSpecError, match="cannot read the grid"):
         load_grid(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("yaml_text", "says"), [
+    ("search: {epochs: 1001}", "line 4: search.epochs: should be less than or equal to 1000, got 1001"),
+    ("evaluation: {batch_size: 4097}", "line 4: evaluation.batch_size: should be less than or equal to 4096"),
+    ("space: {channels: 4097}", "line 4: space.channels: should be less than or equal to 4096"),
+    ("repeats: 1001", "line 4: repeats: should be less than or equal to 1000"),
+    ("random: {repeats: 1001}", "line 4: random.repeats: should be less than or equal to 1000"),
+    ("max_trials: 100001", "line 4: max_trials: should be less than or equal to 100000"),
+    ("max_concurrent_trials: 100001", "line 4: max_concurrent_trials: should be less than or equal to 100000"),
+    ("search: {lr: 11}", "line 4: search.lr: should be less than or equal to 10"),
+    ("search: {weight_decay: 2}", "line 4: search.weight_decay: should be less than or equal to 1"),
+    ("bohb: {iterations: 101}", "line 4: bohb.iterations: should be less than or equal to 100"),
+    ("bohb: {max_epochs: 1001}", "line 4: bohb.max_epochs: should be less than or equal to 1000"),
+    ("bohb: {batch_sizes: [8, 5000]}", "line 4: bohb.batch_sizes[1]: should be less than or equal to 4096"),
+    ("bohb: {lr: [1e-3, 100]}", "line 4: bohb.lr[1]: should be less than or equal to 10"),
+    ("resources: {gpus_per_trial: 17}", "line 4: resources.gpus_per_trial: should be less than or equal to 16"),
+    ("resources: {cpus_per_trial: 257}", "line 4: resources.cpus_per_trial: should be less than or equal to 256"),
+    (f"seed: {2**32}", "line 4: seed: should be less than or equal to 4294967295, got 4294967296"),
+    ("storage: " + "x" * 4097, "line 4: storage: string should have at most 4096 characters"),
+])
+def test_every_number_has_a_bound_named_on_its_line(yaml_text, says):
+    assert says in error_of(MINIMAL + yaml_text + "\n")
+
+
+def test_the_bounds_themselves_are_allowed():
+    spec = parse_grid(MINIMAL + f"seed: {MAX_SEED}\nsearch: {{epochs: 1000, warmup_epochs: 1000, lr: 10}}\n"
+                      "resources: {gpus_per_trial: 16, cpus_per_trial: 256}\n")
+    assert spec.seed == 2**32 - 1 and spec.search.epochs == 1000 and spec.resources.gpus_per_trial == 16
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e400"])
+def test_non_finite_numbers_are_refused(value):
+    assert "line 4: evaluation.lr: expected a finite number, got " in error_of(
+        MINIMAL + f"evaluation: {{lr: {value}}}\n")
+    assert "bohb.weight_decay[0]: expected a finite number" in error_of(
+        MINIMAL + f"bohb: {{weight_decay: [{value}, 1e-2]}}\n")
+
+
+def test_the_largest_grid_the_bounds_allow_is_counted_at_once():
+    text = MINIMAL + ("repeats: 1000\nrandom: {repeats: 1000}\nbaselines: {repeats: 1000}\n"
+                      "bohb: {iterations: 100, min_epochs: 1, max_epochs: 1000, eta: 2}\nmax_trials: 100000\n")
+    start = time.process_time()
+    message = error_of(text)
+    assert time.process_time() - start < 1.0
+    assert "max_trials: the grid makes 114,890 Ray trials" in message and "bohb 11,890;" in message
+
+
+def test_synthetic_data_the_library_cannot_make_is_refused_at_validation():
+    text = "name: x\ndataset:\n  store: s\n  synthetic: {classes: 48}\n"
+    assert error_of(text).startswith("grid.yaml line 4: dataset.synthetic.classes: 48 objects, the moving place")
+    beside = parse_grid("name: x\ndataset:\n  store: s\n  synthetic: {classes: 41, layout: beside}\n")
+    assert beside.dataset.synthetic.classes == 41
+
+
+def test_a_json_text_body_is_read_with_the_yaml_limits():
+    assert parse_grid_json('{"name": "j", "dataset": {"store": "s"}}') == parse_grid("name: j\ndataset: {store: s}\n")
+    with pytest.raises(GridSpecError) as info:
+        parse_grid_json('{"name": "j", "dataset": {"store": "s", "store": "t"}}', "request body")
+    assert str(info.value) == "request body: dataset.store: given twice in one object; JSON would keep only the last"
+    assert info.value.unreadable
+    with pytest.raises(GridSpecError, match=r"request body: search\.epoch: unknown key \(did you mean 'epochs'\?\)"):
+        parse_grid_json('{"name": "j", "dataset": {"store": "s"}, "search": {"epoch": 3}}', "request body")
+
+
+def test_a_grid_that_reads_but_does_not_validate_is_not_unreadable():
+    with pytest.raises(GridSpecError) as info:
+        parse_grid(MINIMAL + "repeats: 0\n")
+    assert not info.value.unreadable
+    with pytest.raises(GridSpecError) as info:
+        parse_grid(MINIMAL + "repeats: *r\n")
+    assert info.value.unreadable

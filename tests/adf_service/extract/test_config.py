@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -78,12 +79,44 @@ def test_relative_paths_resolve_against_the_yaml_files_directory(tmp_path):
      r"line 1: pose\.extractor: 'openpose' not in \{precomputed, zeros"),
     ("pose: {random_init: true, extractor: precomputed, options: {root: r, stride: 2}}\n",
      r"line 1: pose: pose extractor 'precomputed' takes options \(root.*'stride'"),
-    ("rgb: [1, 2\n", r"extract\.yaml line 2: not valid YAML"),
+    ("rgb: [1, 2\n", r"extract\.yaml line 2: YAML syntax error: "),
     ("- rgb\n", r"expected a mapping of keys"),
 ])
 def test_a_bad_config_names_the_line_the_key_and_the_allowed_values(tmp_path, text, message):
     with pytest.raises(ExtractConfigError, match=message):
         load_extract_config(write(tmp_path, text))
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    path = write(tmp_path, "frames: 16\nrgb:\n  random_init: true\n  arch: resnet3d_18\n  arch: r2plus1d_50\n")
+    with pytest.raises(ExtractConfigError) as error:
+        load_extract_config(path)
+    assert str(error.value) == (
+        f"{path} line 5: rgb.arch: given twice (first on line 4); YAML would keep only the last")
+    assert error.value.problems[0].line == 5
+
+
+def test_a_misspelt_key_gets_a_suggestion_as_in_grid_yaml(tmp_path):
+    path = write(tmp_path, "rgb:\n  random_init: true\n  checkpont: w.pth\nframez: 16\n")
+    with pytest.raises(ExtractConfigError) as error:
+        load_extract_config(path)
+    assert str(error.value).splitlines() == [
+        f"{path} line 3: rgb.checkpont: unknown key (did you mean 'checkpoint'?)",
+        f"{path} line 4: framez: unknown key (did you mean 'frames'?)",
+    ]
+
+
+def test_an_alias_is_refused_on_its_line(tmp_path):
+    path = write(tmp_path, "rgb: &stream {random_init: true}\nflow: *stream\n")
+    with pytest.raises(ExtractConfigError, match=r"line 2: YAML alias \*stream is not allowed"):
+        load_extract_config(path)
+
+
+def test_the_error_survives_pickling(tmp_path):
+    with pytest.raises(ExtractConfigError) as error:
+        load_extract_config(write(tmp_path, "frames: 0\nrgb: {random_init: true}\n"))
+    copy = pickle.loads(pickle.dumps(error.value))
+    assert isinstance(copy, ExtractConfigError) and str(copy) == str(error.value)
 
 
 def test_a_missing_checkpoint_file_is_named(tmp_path):
