@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL server binaries for the job-store tests (tests/api/conftest.py starts a private
+# PostgreSQL server binaries for the job-store tests (tests/helpers/postgres.py starts a private
 # throwaway cluster with them). Idempotent: installs Debian's package only when initdb is missing.
 set -euo pipefail
 

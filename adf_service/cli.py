@@ -1,4 +1,10 @@
-"""`adf-service`: the command line. Thin: parse, call the library, print."""
+"""The library's commands: inspect a search space or a genotype, synthesise data, search, evaluate,
+train baselines, run the demo, extract features from videos.
+
+Plain functions: ``api/cli.py`` assembles them (with the grid and service commands) into
+``adf-service``. Thin: parse, call the library, print. The library (torch, PyAV, OpenCV) is
+imported inside each command, so that ``adf-service --help`` does not load it.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +12,19 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from adf_service.console import EpochProgress, console, err_console
-from adf_service.features.store import FeatureStore, FeatureStoreError
-from adf_service.genotype import Genotype, GenotypeError
-from adf_service.inspect_space import summarize_space
-from adf_service.space import SearchSpace, SearchSpaceError
-from adf_service.train import CheckpointError, TrainingDiverged
-from adf_service.train.runtime import keep_freed_memory_in_heap
+from adf_service.console import EpochProgress, console, err_console, fail
 
-app = typer.Typer(
-    help="AutoDeepFuse: PC-DARTS search of 3D-CNN fusion networks for video action recognition.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    from adf_service.features.store import FeatureStore
+
+__all__ = ["baseline", "demo", "evaluate", "extract", "genotype_show", "search", "space", "synth"]
 
 
-@app.callback()
-def _process_setup() -> None:
-    keep_freed_memory_in_heap()
-
-
-genotype_app = typer.Typer(help="Inspect genotypes (discrete fusion cells).", no_args_is_help=True)
-app.add_typer(genotype_app, name="genotype")
-
-USER_ERRORS = (
-    FeatureStoreError,
-    GenotypeError,
-    SearchSpaceError,
-    CheckpointError,
-    TrainingDiverged,
-    ValueError,
-)
-
-
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-@app.command()
 def space(
     operators: Annotated[str, typer.Option(help="Operator set: S1 or S2.")] = "S2",
     channels: Annotated[int, typer.Option(help="Fusion channels C after the stem.")] = 512,
@@ -60,10 +34,13 @@ def space(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Operators with exact weight counts, edges per cell, and the supernet's size."""
+    from adf_service.inspect_space import summarize_space
+    from adf_service.space import SearchSpace, SearchSpaceError
+
     try:
         summary = summarize_space(SearchSpace(operators, inputs, cells, channels, partial_k))
     except SearchSpaceError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         print(json.dumps(summary.to_dict()))
         return
@@ -80,7 +57,6 @@ def space(
     )
 
 
-@genotype_app.command("show")
 def genotype_show(
     file: Annotated[Path, typer.Argument(help="A genotype JSON file.")],
     dot: Annotated[
@@ -88,23 +64,24 @@ def genotype_show(
     ] = None,
 ) -> None:
     """Print each cell of a genotype as text (and optionally draw it)."""
+    from adf_service.genotype import Genotype, GenotypeError
+
     try:
         genotype = Genotype.load(file)
     except GenotypeError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(genotype.to_text(), markup=False, highlight=False)
     if dot is not None:
         source = genotype.to_dot()
         if dot.suffix == ".dot":
             dot.write_text(source)
         elif shutil.which("dot") is None:
-            _fail(ValueError(f"rendering {dot.suffix} needs Graphviz's `dot`; write a .dot file instead"))
+            fail(ValueError(f"rendering {dot.suffix} needs Graphviz's `dot`; write a .dot file instead"))
         else:
             subprocess.run(["dot", f"-T{dot.suffix[1:]}", "-o", str(dot)], input=source.encode(), check=True)
         console.print(f"diagram written to {dot}")
 
 
-@app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Directory of the feature store to write.")],
     clips: Annotated[int, typer.Option(help="Clips in all; a quarter go to the test split.")] = 1200,
@@ -114,6 +91,7 @@ def synth(
     views: Annotated[int, typer.Option(help="Augmented views per training clip.")] = 2,
 ) -> None:
     """Write the synthetic 'what moves where' feature store (see docs/synthetic-data.md)."""
+    from adf_service.errors import USER_ERRORS
     from adf_service.features.synth import generate_synthetic_store
 
     n_test = clips // 4
@@ -123,7 +101,7 @@ def synth(
             n_train_views=views, layout=layout,
         )
     except USER_ERRORS as exc:
-        _fail(exc)
+        fail(exc)
     m = store.manifest
     console.print(
         f"wrote {out}: {sum(m.splits.values())} clips {dict(m.splits)}, {len(m.classes)} classes, "
@@ -137,13 +115,14 @@ ChannelsLastOption = Annotated[str, typer.Option(help="channels_last_3d: auto (o
 
 
 def _open_store(path: Path) -> FeatureStore:
+    from adf_service.features.store import FeatureStore, FeatureStoreError
+
     try:
         return FeatureStore.open(path)
     except FeatureStoreError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-@app.command()
 def search(
     store: Annotated[Path, typer.Argument(help="Feature store directory.")],
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint, genotype, history.")],
@@ -164,7 +143,9 @@ def search(
     channels_last: ChannelsLastOption = "auto",
 ) -> None:
     """Run one PC-DARTS search (resumes from OUT/search.ckpt if present)."""
+    from adf_service.errors import USER_ERRORS
     from adf_service.features.dataset import ClipSet
+    from adf_service.space import SearchSpace
     from adf_service.train import Runtime, SearchConfig, SearchRun, drive
 
     feature_store = _open_store(store)
@@ -185,7 +166,7 @@ def search(
                 run, checkpoint=out / "search.ckpt", on_epoch=lambda r: progress.epoch("search", r)
             )
     except USER_ERRORS as exc:
-        _fail(exc)
+        fail(exc)
     result.genotype.save(out / "genotype.json")
     (out / "history.json").write_text(json.dumps([r.to_dict() for r in result.history], indent=1))
     console.print(result.genotype.to_text(), markup=False, highlight=False)
@@ -195,7 +176,6 @@ def search(
     )
 
 
-@app.command()
 def evaluate(
     store: Annotated[Path, typer.Argument(help="Feature store directory.")],
     genotype: Annotated[Path, typer.Argument(help="Genotype JSON file.")],
@@ -210,6 +190,8 @@ def evaluate(
     channels_last: ChannelsLastOption = "auto",
 ) -> None:
     """Train a genotype's fusion network from scratch; report the best-val epoch's test top-1."""
+    from adf_service.errors import USER_ERRORS
+    from adf_service.genotype import Genotype
     from adf_service.train import Runtime, TrainConfig, drive, evaluation_run
 
     feature_store = _open_store(store)
@@ -226,7 +208,7 @@ def evaluate(
                 run, checkpoint=out / "train.ckpt", on_epoch=lambda r: progress.epoch("evaluation", r)
             )
     except USER_ERRORS as exc:
-        _fail(exc)
+        fail(exc)
     (out / "result.json").write_text(
         json.dumps({"test_top1": result.test_top1, "best_epoch": result.best_epoch, "params": result.params})
     )
@@ -236,7 +218,6 @@ def evaluate(
     )
 
 
-@app.command()
 def baseline(
     store: Annotated[Path, typer.Argument(help="Feature store directory.")],
     modalities: Annotated[str, typer.Option(help="Comma-separated, e.g. rgb,flow.")] = "rgb,flow,pose",
@@ -246,6 +227,7 @@ def baseline(
     seed: int = 0,
 ) -> None:
     """Train the late-fusion baseline (layer4, pool, concat, linear) on some modalities."""
+    from adf_service.errors import USER_ERRORS
     from adf_service.train import TrainConfig, baseline_run, drive
 
     feature_store = _open_store(store)
@@ -258,26 +240,27 @@ def baseline(
             progress.start("baseline", epochs)
             result = drive(run, on_epoch=lambda r: progress.epoch("baseline", r))
     except USER_ERRORS as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"baseline {modalities}: test top-1 {result.test_top1:.2f}% (best val epoch {result.best_epoch})")
 
 
-@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Working directory for the demo.")] = Path("runs/demo"),
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
     seed: int = 0,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Synthetic data → search (S2, all, I=2, C=2) → evaluation → R+F+P baseline → table."""
+    """Synthetic data → search (S2, all, I=2, C=2) → evaluation → the seven late-fusion baselines → table."""
     from adf_service.demo import DemoSettings, run_demo
+    from adf_service.errors import USER_ERRORS
+    from adf_service.genotype import Genotype
 
     settings = DemoSettings(seed=seed)
     try:
         with EpochProgress(quiet=quiet) as progress:
             report = run_demo(out, settings, on_phase_start=progress.start, on_epoch=progress.epoch)
     except USER_ERRORS as exc:
-        _fail(exc)
+        fail(exc)
     table = Table(title="AutoDeepFuse demo: synthetic 'what moves where' data (docs/synthetic-data.md)")
     table.add_column("model")
     table.add_column("test top-1", justify="right")
@@ -305,7 +288,53 @@ def demo(
                       f"full report in {out / 'report.json'}")
 
 
-import adf_service.extract.cli  # noqa: E402,F401  (registers `adf-service extract`)
+def extract(
+    dataset: Annotated[str, typer.Option(help="hmdb51 or ucf101: which official split-file layout.")],
+    videos: Annotated[Path, typer.Option(help="Directory of the videos, one folder per class.")],
+    splits: Annotated[Path, typer.Option(help="Directory of the official split files.")],
+    config: Annotated[Path, typer.Option(help="extract.yaml: backbones, checkpoints, flow, pose (docs/data.md).")],
+    out: Annotated[Path, typer.Option(help="Directory of the feature store to write.")],
+    split: Annotated[int, typer.Option(help="Official split: 1, 2 or 3.")] = 1,
+    train_views: Annotated[int, typer.Option(help="Differently sampled views per training clip.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of frame sampling: the same seed writes the same store.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA + bf16 when present), cpu, cuda, cuda:1, ...")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Clip views per backbone forward.")] = 8,
+    workers: Annotated[
+        Optional[int], typer.Option(help="Threads decoding and computing flow/pose; default 1 on CPU.")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Debug: only the first N clips of each split.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Decode, sample, compute flow and pose, run the frozen backbones: write a feature store.
 
-if __name__ == "__main__":
-    app()
+    Resumes an interrupted run from OUT.partial; clips that fail to decode are listed and left out.
+    """
+    from adf_service.errors import USER_ERRORS
+    from adf_service.extract import dataset_index, extract_store, load_extract_config
+
+    try:
+        index = dataset_index(dataset, videos, splits, split)
+        report = extract_store(
+            index, load_extract_config(config), out, train_views=train_views, seed=seed, device=device,
+            batch_size=batch_size, workers=workers, limit=limit, progress=not quiet,
+        )
+    except USER_ERRORS as exc:  # every extraction error is a ValueError naming what is wrong
+        fail(exc)
+    if report.failed:
+        table = Table(title=f"{len(report.failed)} clip(s) left out of the store")
+        table.add_column("clip")
+        table.add_column("reason", overflow="fold")
+        for failed in report.failed:
+            table.add_row(failed.clip_id, failed.reason)
+        err_console.print(table)
+    manifest = report.manifest
+    warning = manifest.provenance.get("WARNING")
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    counts = ", ".join(f"{split} {n}" for split, n in manifest.splits.items())
+    console.print(
+        f"wrote {report.store}: {sum(manifest.splits.values())} clips ({counts}), {manifest.n_train_views} "
+        f"views per train clip, modalities {', '.join(manifest.modalities)}; {len(report.extracted)} "
+        f"extracted, {len(report.resumed)} resumed, {len(report.failed)} failed, in {report.seconds:.1f} s",
+        highlight=False, soft_wrap=True,
+    )

@@ -1,7 +1,13 @@
-"""Terminal output shared by the CLI commands: epoch progress bars and error lines."""
+"""Terminal output shared by the CLI commands: epoch progress bars and error lines.
+
+No torch here: every command imports this module when ``adf-service`` starts.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -11,13 +17,22 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-from adf_service.train.runtime import EpochRecord
+if TYPE_CHECKING:
+    from adf_service.train.runtime import EpochRecord
 
-__all__ = ["EpochProgress", "console", "err_console", "progress_bar"]
+__all__ = ["EpochProgress", "console", "err_console", "fail", "progress_bar"]
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def fail(problem: Exception | str, code: int = 2) -> NoReturn:
+    """End the command with ``error: PROBLEM`` on stderr and exit status ``code`` (2: bad input)."""
+    # Text, not markup: a path or a server's message may hold brackets.
+    err_console.print(Text.assemble(("error: ", "bold red"), str(problem)), soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def progress_bar(disable: bool = False) -> Progress:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RECONCILE_SECONDS = 2.0
 STORE_THREADS = 4  # result pages read from the store at once; more threads only contend for the GIL
+PARSE_THREADS = 2  # submitted grids read at once, in threads apart from the store's
 
 
 def create_app(settings: Settings | None = None, *, reconcile_every: float = RECONCILE_SECONDS) -> FastAPI:
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         engine = make_engine(settings.db_url)
         await run_in_threadpool(upgrade, engine)
         services = Services(settings, make_sessionmaker(engine), RayJobs(address, settings.driver_command),
-                            settings.dashboard_url or address, store_limiter=CapacityLimiter(STORE_THREADS))
+                            settings.dashboard_url or address, store_limiter=CapacityLimiter(STORE_THREADS),
+                            parse_limiter=CapacityLimiter(PARSE_THREADS))
         app.state.services = services
         # What is loaded by now lives as long as the server: out of the collector's sight, so
         # a full collection walks only what requests allocate (shorter pauses in the tail).

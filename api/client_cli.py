@@ -1,8 +1,9 @@
 """`adf-service submit | list | status | cancel | resume | results | best`: the REST service's client.
 
-Thin: resolve the server and token, call :class:`api.client.ServiceClient`, print. Every
-command takes ``--server`` and ``--token``; without them the client reads ``ADF_SERVER`` /
-``ADF_TOKEN``, then the client config file, then uses http://127.0.0.1:8000 and no token.
+Plain functions: ``api/cli.py`` assembles them into ``adf-service``. Thin: resolve the server
+and token, call :class:`api.client.ServiceClient`, print. Every command takes ``--server``
+and ``--token``; without them the client reads ``ADF_SERVER`` / ``ADF_TOKEN``, then the
+client config file, then uses http://127.0.0.1:8000 and no token.
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from adf_service.console import console, err_console, progress_bar
-from adf_service.genotype import Genotype, GenotypeError
-from api.cli import app
-from api.client import ClientConfigError, ServiceClient, ServiceError, resolve_connection
+from adf_service.console import console, err_console, fail, progress_bar
+from api.status import ENDED_STATUSES, JOB_STATUSES
+from trials.results import STAGES
 
-__all__ = ["app"]
+if TYPE_CHECKING:
+    from api.client import ServiceClient
+
+__all__ = ["best", "cancel", "follow_job", "list_", "print_summary", "results", "resume", "status", "submit"]
 
 POLL_SECONDS = 1.0
-ENDED = ("succeeded", "failed", "cancelled")
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-STAGES = ("baselines", "search", "evaluation", "random", "bohb")
 
 ServerOption = Annotated[Optional[str], typer.Option(
     "--server", metavar="URL", show_default=False,
@@ -42,23 +42,19 @@ JobArgument = Annotated[str, typer.Argument(metavar="JOB", help="A job id (see `
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 
 
-def _error(exc: Exception | str, code: int = 2) -> NoReturn:
-    # Text, not markup: a server's message may hold brackets.
-    err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def _service(server: str | None, token: str | None) -> Iterator[ServiceClient]:
+    from api.client import ClientConfigError, ServiceClient, ServiceError, resolve_connection
+
     try:
         connection = resolve_connection(server, token)
     except ClientConfigError as exc:
-        _error(exc)
+        fail(exc)
     client = ServiceClient.from_connection(connection)
     try:
         yield client
     except ServiceError as exc:
-        _error(exc)
+        fail(exc)
     finally:
         client.close()
 
@@ -101,7 +97,7 @@ def _stage_table(job: dict, title: str) -> Table:
 # --- submit and follow --------------------------------------------------------------------
 
 
-def _follow(client: ServiceClient, job: dict) -> dict:
+def follow_job(client: ServiceClient, job: dict) -> dict:
     """Poll the job until it ends, with a bar per stage (done/total, running, best) and one for all."""
     bars = progress_bar()
     tasks: dict[str, int] = {}
@@ -121,13 +117,16 @@ def _follow(client: ServiceClient, job: dict) -> dict:
             done = sum(p["succeeded"] + p["failed"] for p in stages.values())
             total = max(job["n_trials"], sum(p["total"] for p in stages.values()))
             bars.update(overall, total=total, completed=done, status=job["status"])
-            if job["status"] in ENDED:
+            if job["status"] in ENDED_STATUSES:
                 return job
             time.sleep(POLL_SECONDS)
             job = client.job(job["id"])
 
 
-def _summary(client: ServiceClient, job: dict) -> None:
+def print_summary(client: ServiceClient, job: dict) -> None:
+    """The job's progress per stage; after a success, its best genotype's trial, top-1 and size."""
+    from api.client import ServiceError
+
     console.print(_stage_table(job, f"job {job['id']} {job['name']!r}: {job['status']}"))
     if job["status"] != "succeeded":
         return
@@ -145,7 +144,6 @@ def _summary(client: ServiceClient, job: dict) -> None:
                   f"{params}; `adf-service best {job['id']}` shows its cells", highlight=False)
 
 
-@app.command()
 def submit(
     grid: Annotated[Path, typer.Argument(metavar="GRID", help="A grid.yaml file; the server validates it.")],
     wait: Annotated[bool, typer.Option(
@@ -159,7 +157,7 @@ def submit(
     try:
         text = grid.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        _error(f"{grid}: cannot read the grid: {getattr(exc, 'strerror', None) or exc}")
+        fail(f"{grid}: cannot read the grid: {getattr(exc, 'strerror', None) or exc}")
     with _service(server, token) as client:
         job = client.submit(text, source=str(grid))
         if not as_json:
@@ -170,8 +168,8 @@ def submit(
                 print(json.dumps(job))
             return
         try:
-            job = client.job(job["id"]) if as_json else _follow(client, job)
-            while job["status"] not in ENDED:
+            job = client.job(job["id"]) if as_json else follow_job(client, job)
+            while job["status"] not in ENDED_STATUSES:
                 time.sleep(POLL_SECONDS)
                 job = client.job(job["id"])
         except KeyboardInterrupt:
@@ -182,7 +180,7 @@ def submit(
         if as_json:
             print(json.dumps(job))
         else:
-            _summary(client, job)
+            print_summary(client, job)
     if job["status"] != "succeeded":
         err_console.print(Text.assemble((f"job {job['id']} {job['status']}", "bold red"),
                                         f": {job['error'] or 'no error recorded'}"), soft_wrap=True)
@@ -192,9 +190,9 @@ def submit(
 # --- jobs ---------------------------------------------------------------------------------
 
 
-@app.command("list")
 def list_(
-    status: Annotated[Optional[str], typer.Option(help=f"Only jobs in this status: {', '.join(STATUSES)}.")] = None,
+    status: Annotated[Optional[str], typer.Option(
+        help=f"Only jobs in this status: {', '.join(JOB_STATUSES)}.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many jobs (1-500).")] = 50,
     offset: Annotated[int, typer.Option(help="Skip this many of the newest jobs first.")] = 0,
     as_json: JsonOption = False,
@@ -218,7 +216,6 @@ def list_(
         console.print(f"{len(page['items'])} of {page['total']} jobs from #{offset + 1} (see --limit, --offset)")
 
 
-@app.command()
 def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
            token: TokenOption = None) -> None:
     """A job's status, timestamps, Ray job, dashboard link and progress per stage."""
@@ -243,7 +240,6 @@ def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption =
         console.print(_stage_table(found, "progress per stage"))
 
 
-@app.command()
 def cancel(job: JobArgument, server: ServerOption = None, token: TokenOption = None) -> None:
     """Stop a queued or running job: its Ray job and its trials."""
     with _service(server, token) as client:
@@ -252,7 +248,6 @@ def cancel(job: JobArgument, server: ServerOption = None, token: TokenOption = N
                   "from its checkpoints)", highlight=False)
 
 
-@app.command()
 def resume(job: JobArgument, server: ServerOption = None, token: TokenOption = None) -> None:
     """Continue a failed or cancelled job from its checkpoints, in a new Ray job."""
     with _service(server, token) as client:
@@ -270,7 +265,6 @@ def _setting(row: dict[str, Any]) -> str:
     return f"{row['operators']} {row['discretization']} I={row['n_inputs']} cells={row['n_cells']}"
 
 
-@app.command()
 def results(
     job: JobArgument,
     format: Annotated[str, typer.Option(
@@ -283,9 +277,9 @@ def results(
 ) -> None:
     """Every result row of a job (or of one stage): a table, JSON, CSV or Parquet."""
     if format not in ("json", "csv", "parquet"):
-        _error(f"--format {format!r}: choose json, csv or parquet")
+        fail(f"--format {format!r}: choose json, csv or parquet")
     if format == "parquet" and (output is None or str(output) == "-"):
-        _error("--format parquet writes a binary file: name it with -o FILE")
+        fail("--format parquet writes a binary file: name it with -o FILE")
     with _service(server, token) as client:
         answer = client.results(job, format=format, stage=stage)
     if format == "json":
@@ -299,7 +293,7 @@ def results(
     try:
         output.write_bytes(answer)
     except OSError as exc:
-        _error(f"{output}: cannot write the results: {exc.strerror}")
+        fail(f"{output}: cannot write the results: {exc.strerror}")
     err_console.print(f"wrote {output} ({len(answer):,} bytes, {format})", highlight=False)
 
 
@@ -316,10 +310,11 @@ def _print_rows(job: str, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-@app.command()
 def best(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
          token: TokenOption = None) -> None:
     """A job's best evaluated genotype (highest test top-1): its cells, its metrics, and BOHB's best config."""
+    from adf_service.genotype import Genotype, GenotypeError
+
     with _service(server, token) as client:
         found = client.best(job)
     if as_json:

@@ -75,6 +75,7 @@ class Services:
     pages: TrialPages = field(default_factory=TrialPages)
     viewers: Viewers = field(default_factory=Viewers)
     store_limiter: CapacityLimiter | None = None  # threads reading result pages at once (None: anyio's 40)
+    parse_limiter: CapacityLimiter | None = None  # threads reading submitted grids at once (None: anyio's 40)
 
 
 async def get_services(request: Request) -> Services:

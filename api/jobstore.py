@@ -19,7 +19,8 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, select, tupl
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.models import ACTIVE_STATUSES, JOB_STATUSES, Job, TrialRow, User, utcnow
+from api.models import Job, TrialRow, User, utcnow
+from api.status import ACTIVE_STATUSES, ENDED_STATUSES, JOB_STATUSES
 from trials.results import STAGES
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "TrialNotFound",
     "count_running",
     "create_job",
+    "echoed",
     "get_job",
     "get_trial",
     "hash_request",
@@ -44,7 +46,8 @@ __all__ = [
     "set_status",
 ]
 
-# status → the statuses it may move to; failed/cancelled → queued is a resume.
+# status → the statuses it may move to (a key for each of JOB_STATUSES); failed/cancelled →
+# queued is a resume.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed"}),
     "running": frozenset({"succeeded", "failed", "cancelled"}),
@@ -52,7 +55,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset({"queued"}),
     "succeeded": frozenset(),
 }
-_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+_ENDED = frozenset(ENDED_STATUSES)
 TRIAL_COLUMNS: tuple[str, ...] = tuple(c.key for c in TrialRow.__table__.columns)
 _INSERT_BATCH = 2000  # rows per executemany: bounded memory, few round trips
 
@@ -147,11 +150,21 @@ def find_by_key(s: Session, owner: User, idempotency_key: str) -> Job | None:
     ).one_or_none()
 
 
+ECHO_CHARS = 64  # what an error message repeats of an id a request sent
+
+
+def echoed(value: str, limit: int = ECHO_CHARS) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters (and its length said) when longer."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
 def get_job(s: Session, job_id: str, *, viewer: User) -> Job:
     """The job ``job_id`` if ``viewer`` owns it or is an admin, else :class:`JobNotFound`."""
     job = s.get(Job, job_id)
     if job is None or not (viewer.is_admin or job.owner_id == viewer.id):
-        raise JobNotFound(f"no job {job_id!r}")
+        raise JobNotFound(f"no job {echoed(job_id)}")
     return job
 
 
@@ -305,5 +318,5 @@ def get_trial(s: Session, job: Job, trial_id: str, *, stage: str | None = None) 
     rows = s.scalars(query).all()
     if not rows:
         where = f" in stage {stage!r}" if stage is not None else ""
-        raise TrialNotFound(f"job {job.id} has no trial {trial_id!r}{where}")
+        raise TrialNotFound(f"job {job.id} has no trial {echoed(trial_id)}{where}")
     return min(rows, key=lambda r: STAGES.index(r.stage) if r.stage in STAGES else len(STAGES))

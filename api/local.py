@@ -4,6 +4,8 @@ It starts a private local Ray (with its dashboard and Jobs API), the REST servic
 thread (uvicorn on 127.0.0.1, SQLite job store, local single-user auth), submits the grid
 over HTTP exactly as ``adf-service submit`` does, follows the job to its end and prints
 the summary; then it stops the server and Ray. Nothing is left running.
+
+A plain function: ``api/cli.py`` assembles it into ``adf-service``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from adf_service.cli import _fail
-from api.cli import app
+from adf_service.console import err_console, fail
+from api.client_cli import follow_job, print_summary
 from api.ports import free_port
 
 __all__ = ["local_job", "run_local_job"]
@@ -27,23 +29,25 @@ def run_local_job(grid: Path, data_dir: Path) -> dict:
     import ray
     import uvicorn
 
-    from adf_service.console import err_console
     from api.app import create_app
     from api.client import ServiceClient
-    from api.client_cli import _follow, _summary
+    from api.http import ProblemHttpProtocol
     from api.settings import Settings
 
     text = grid.read_text(encoding="utf-8")
     dashboard_port = free_port()
-    context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
-                       log_to_driver=False)
+    # "local": a Ray of its own, never the cluster Ray recorded last on this machine (maybe dead)
+    context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                       dashboard_port=dashboard_port, log_to_driver=False)
     server = None
     thread = None
     try:
+        # One user on their own machine: a store may be anywhere they can read (data_roots "/").
         settings = Settings(data_dir=data_dir.resolve(), auth="local", host="127.0.0.1", port=free_port(),
-                            ray_address=f"http://127.0.0.1:{dashboard_port}")
+                            ray_address=f"http://127.0.0.1:{dashboard_port}", data_roots=[Path("/")],
+                            cpu_fallback=True)
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                               log_level="warning"))
+                                               log_level="warning", http=ProblemHttpProtocol))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.time() + 60
@@ -57,8 +61,8 @@ def run_local_job(grid: Path, data_dir: Path) -> dict:
         with ServiceClient(url, None) as client:
             job = client.submit(text, source=str(grid))
             err_console.print(f"job {job['id']} submitted ({client.job_url(job['id'])})")
-            job = _follow(client, job)
-            _summary(client, job)
+            job = follow_job(client, job)
+            print_summary(client, job)
         return job
     finally:
         if server is not None:
@@ -67,7 +71,6 @@ def run_local_job(grid: Path, data_dir: Path) -> dict:
         ray.shutdown()
 
 
-@app.command("local-job")
 def local_job(
     grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")] = Path("examples/grid-smoke.yaml"),
     data_dir: Annotated[Path, typer.Option(help="The service's data directory (job store, runs).")] = Path(
@@ -76,7 +79,7 @@ def local_job(
     """Run one grid through the whole service on this machine: a private Ray, the REST API
     (SQLite, local auth), submit over HTTP, follow to the end, summary; then stop it all."""
     if not grid.is_file():
-        _fail(FileNotFoundError(f"{grid}: no such grid file"))
+        fail(FileNotFoundError(f"{grid}: no such grid file"))
     job = run_local_job(grid, data_dir)
     if job["status"] != "succeeded":
         raise typer.Exit(1)

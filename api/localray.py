@@ -4,6 +4,11 @@ It is ``ray start --head --block`` in a session of its own: it outlives the serv
 keep running across a server restart, and it ends when the process whose pid it recorded
 in the data directory gets SIGTERM (``adf-service stop-ray``): ``--block`` then shuts down
 every process of the head. Nothing is stopped by name.
+
+``ray start`` records the head's GCS address in Ray's temp directory (``ray_current_cluster``),
+and ``ray.init()`` without an address joins the cluster recorded there, dead or alive. A
+head stopped with SIGTERM does not clear that record, so ``stop-ray`` does: it removes the
+record when it names the GCS port this head was started with (kept in ``GCS_PORT_FILE``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ from pathlib import Path
 
 from api.runner import RayJobs
 
-__all__ = ["LOG_FILE", "PID_FILE", "LocalRayError", "start_local_ray", "stop_local_ray"]
+__all__ = [
+    "GCS_PORT_FILE",
+    "LOG_FILE",
+    "PID_FILE",
+    "LocalRayError",
+    "ray_cluster_record",
+    "start_local_ray",
+    "stop_local_ray",
+]
 
 PID_FILE = "ray-head.pid"
+GCS_PORT_FILE = "ray-head.gcs-port"
 LOG_FILE = "ray-head.log"
 
 
@@ -75,7 +89,8 @@ def start_local_ray(data_dir: Path, port: int, *, wait: float = 120.0) -> str:
     from api.ports import free_port
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [_ray(), "start", "--head", "--block", "--disable-usage-stats", f"--port={free_port()}",
+    gcs_port = free_port()
+    command = [_ray(), "start", "--head", "--block", "--disable-usage-stats", f"--port={gcs_port}",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={port}",
                f"--dashboard-agent-listen-port={free_port()}"]
     log_path = data_dir / LOG_FILE
@@ -83,6 +98,7 @@ def start_local_ray(data_dir: Path, port: int, *, wait: float = 120.0) -> str:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)  # Ctrl-C on the server leaves it running
     (data_dir / PID_FILE).write_text(f"{process.pid}\n")
+    (data_dir / GCS_PORT_FILE).write_text(f"{gcs_port}\n")
     deadline = time.monotonic() + wait
     while not head.reachable():
         if process.poll() is not None:
@@ -104,7 +120,7 @@ def stop_local_ray(data_dir: Path, *, wait: float = 60.0) -> int | None:
     except ValueError:
         raise LocalRayError(f"{pid_file}: not a process id") from None
     if not (_alive(pid) and _is_ray_head(pid)):
-        pid_file.unlink()
+        _forget_head(data_dir)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
@@ -112,5 +128,30 @@ def stop_local_ray(data_dir: Path, *, wait: float = 60.0) -> int | None:
         if time.monotonic() > deadline:
             raise LocalRayError(f"the local Ray head (pid {pid}) still runs {wait:.0f} s after SIGTERM")
         time.sleep(0.2)
-    pid_file.unlink()
+    _forget_head(data_dir)
     return pid
+
+
+def ray_cluster_record() -> Path:
+    """Ray's record of the cluster ``ray start`` started last on this machine (under ``RAY_TMPDIR``)."""
+    from ray._common.utils import get_ray_address_file
+
+    return Path(get_ray_address_file(None))
+
+
+def _forget_head(data_dir: Path) -> None:
+    """Remove the stopped (or dead) head's pid file, and Ray's record of it if that names its GCS port."""
+    (data_dir / PID_FILE).unlink(missing_ok=True)
+    port_file = data_dir / GCS_PORT_FILE
+    try:
+        port = port_file.read_text().strip()
+    except FileNotFoundError:  # a head started before this file existed: its record stays
+        return
+    record = ray_cluster_record()
+    try:
+        recorded = record.read_text().strip()
+    except FileNotFoundError:
+        recorded = ""
+    if port and recorded.rpartition(":")[2] == port:
+        record.unlink(missing_ok=True)
+    port_file.unlink()

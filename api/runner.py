@@ -8,13 +8,14 @@ The Jobs API client sends Ray's own auth token (``~/.ray/auth_token`` or
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
+__all__ = ["RayJobNotFound", "RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
 
 SPEC_ENV = "ADF_JOB_SPEC"
 AGENT_WAIT_SECONDS = 60.0
@@ -31,6 +32,10 @@ RAY_TO_JOB_STATUS = {
 
 class RayUnavailable(RuntimeError):
     """The Ray cluster's Jobs API does not answer."""
+
+
+class RayJobNotFound(RuntimeError):
+    """The Jobs API answers, and has no such job (e.g. the cluster was replaced)."""
 
 
 def _entrypoint() -> str:
@@ -73,7 +78,8 @@ class RayJobs:
     def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool) -> str:
         """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""
         submission_id = f"{job_id}-{attempt}"
-        entrypoint = f"{self.command or _entrypoint()} run-job {job_id}" + (" --resume" if resume else "")
+        entrypoint = (f"{self.command or _entrypoint()} run-job {job_id} --attempt {attempt}"
+                      + (" --resume" if resume else ""))
         client = self._client()
         deadline = time.monotonic() + AGENT_WAIT_SECONDS
         while True:
@@ -92,8 +98,21 @@ class RayJobs:
                 time.sleep(1.0)
 
     def status(self, submission_id: str) -> tuple[str, str | None]:
-        """(our status, Ray's message when the job failed)."""
-        info = self._client().get_job_info(submission_id)
+        """(our status, Ray's message when the job failed).
+
+        Raises RayUnavailable when the Jobs API gives no answer: a refused or dropped
+        connection (a head that is gone or restarting), a timeout, a 5xx; and RayJobNotFound
+        when it answers that it has no such job.
+        """
+        try:
+            info = self._client().get_job_info(submission_id)
+        except OSError as exc:  # requests' ConnectionError, http.client.RemoteDisconnected, timeouts
+            raise RayUnavailable(f"Ray Jobs API at {self.address}: no answer ({type(exc).__name__})") from None
+        except RuntimeError as exc:  # "Request failed with status code N: ..."
+            code = re.search(r"status code (\d{3})", str(exc))
+            if code and code.group(1) == "404":
+                raise RayJobNotFound(f"Ray has no job {submission_id}: {exc}") from None
+            raise RayUnavailable(f"Ray Jobs API at {self.address}: {str(exc)[:300]}") from None
         status = RAY_TO_JOB_STATUS[str(info.status.value)]
         return status, info.message if status == "failed" else None
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import Job, TrialRow
+from api.status import JobStatus
 
 __all__ = ["ProblemOut", "BestOut", "JobOut", "JobPage", "StageProgressOut", "TrialOut", "TrialPage"]
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
 
 class FieldProblem(BaseModel):
     path: str = Field(description="The bad field, e.g. space.cells[0] (a query or body location for others).")
@@ -28,7 +26,9 @@ class ProblemOut(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[FieldProblem] | None = Field(None, description="422: one entry per bad field.")
+    errors: list[FieldProblem] | None = Field(
+        None, description="400, 422: one entry per problem found, at most the first 50, in line order.")
+    more_errors: int | None = Field(None, description="How many more problems there were than `errors` lists.")
 
 
 class StageProgressOut(BaseModel):

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adf_service.yamldoc import MAX_CHARS
+
 __all__ = ["LOOPBACK_HOSTS", "Settings", "SettingsError"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -57,8 +59,21 @@ class Settings(BaseSettings):
     max_grid_trials: int = Field(
         2000, ge=1, description="Largest number of trials one submitted grid may expand to."
     )
+    data_roots: list[Path] = Field(
+        default_factory=list, description="Directories a grid's dataset.store may name (JSON list, e.g. "
+        '\'["/data/stores"]\'); a store is resolved, symlinks followed, and must lie under one; default: data_dir.'
+    )
+    cpu_fallback: bool = Field(
+        False, description="Jobs run their trials on CPUs when no live Ray node has a GPU (the grid's "
+        "resources.allow_cpu_fallback, set for every job); `serve` sets it on the local Ray it starts. Leave it "
+        "off on an autoscaling cluster: there a GPU grid waits for the GPU nodes its trials ask for."
+    )
+    parse_seconds: float = Field(
+        10.0, gt=0, le=600, description="Longest a submitted grid may take to read and check before it is refused."
+    )
     max_upload_bytes: int = Field(
-        1_000_000, ge=1, description="Largest accepted request body (grid.yaml or JSON)."
+        MAX_CHARS, ge=1, description="Largest accepted request body (grid.yaml or JSON); no grid is read past "
+        f"{MAX_CHARS:,} characters whatever this says."
     )
     max_running_jobs_per_user: int = Field(
         4, ge=1, description="Queued plus running jobs a user may have at once."
@@ -88,6 +103,16 @@ class Settings(BaseSettings):
         if storage is None or "://" in storage:
             return storage
         return str(Path(storage).expanduser().resolve())
+
+    @field_validator("data_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in roots]
+
+    @property
+    def store_roots(self) -> list[Path]:
+        """Where feature stores may be: ``data_roots``, else ``data_dir`` (resolved, symlinks followed)."""
+        return self.data_roots or [self.data_dir.resolve()]
 
     @property
     def db_url(self) -> str:

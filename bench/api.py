@@ -44,7 +44,6 @@ import uvloop
 # Run as a script, this file's directory comes first on sys.path, and its name would
 # shadow the `api` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.api.live
 
 from api.auth import create_user, issue_token
 from api.db import make_engine, make_sessionmaker, upgrade
@@ -52,11 +51,11 @@ from api.jobstore import create_job, replace_trials, set_status
 from api.models import Job
 from api.ports import free_port
 from api.settings import Settings
-from tests.api.live import UNRUNNABLE_GRID, LiveService
+from api.testing import UNRUNNABLE_GRID, LiveService
 from trials.results import RESULT_SCHEMA
 
 STAGE_SHARES = {"baselines": 0.04, "search": 0.40, "evaluation": 0.40, "random": 0.14, "bohb": 0.02}
-GRID = UNRUNNABLE_GRID | {"name": "bench"}  # 2 trials; the store is missing, so the Ray job's driver fails at once
+GRID = UNRUNNABLE_GRID | {"name": "bench"}  # 2 trials; the store has no features, so the Ray job's driver fails at once
 
 
 def result_rows(job_id: str, n: int, rng: random.Random) -> list[dict]:
@@ -107,7 +106,7 @@ def seed_store(data_dir: Path, n_rows: int) -> tuple[str, dict[str, str], int]:
 
 
 class Server(LiveService):
-    """``adf-service serve`` in its own process (tests/api/live.py), plus its CPU time."""
+    """``adf-service serve`` in its own process (api/testing.py), plus its CPU time."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux /proc; NaN elsewhere)."""

@@ -48,12 +48,12 @@ from adf_service.extract.streams import build_streams
 from adf_service.features import ClipSet, FeatureStore, FeatureStoreWriter
 from adf_service.train.runtime import Runtime, keep_freed_memory_in_heap
 
-THESIS_STREAMS = {  # DESIGN §2, random weights: speed does not depend on their values
+THESIS_STREAMS = {  # docs/design.md §2, random weights: speed does not depend on their values
     "rgb": {"arch": "r2plus1d_50", "random_init": True},
     "flow": {"arch": "resnext3d_101", "random_init": True, "method": "farneback"},
     "pose": {"arch": "resnet3d_18", "random_init": True, "extractor": "zeros"},
 }
-STORE_SHAPES = {  # DESIGN §2: thesis backbones on 64×112×112 clips
+STORE_SHAPES = {  # docs/design.md §2: thesis backbones on 64×112×112 clips
     "rgb": {"layer3": [1024, 8, 7, 7], "layer4": [2048, 4, 4, 4]},
     "flow": {"layer3": [1024, 8, 7, 7], "layer4": [2048, 4, 4, 4]},
     "pose": {"layer3": [256, 8, 7, 7], "layer4": [512, 4, 4, 4]},

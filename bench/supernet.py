@@ -31,7 +31,7 @@ from adf_service.train.step import SearchStep
 SIZES = {
     # name: (layer3 channels per modality, T×H×W, fusion C, batch)
     "cpu-small": ((256, 256, 64), (8, 7, 7), 128, 8),
-    "hmdb51": ((1024, 1024, 256), (8, 7, 7), 512, 64),  # DESIGN §2, thesis §5.2.2
+    "hmdb51": ((1024, 1024, 256), (8, 7, 7), 512, 64),  # docs/design.md §2, thesis §5.2.2
 }
 
 

@@ -1,9 +1,53 @@
+"""Markers say what a test needs: ``ray``, ``service`` and ``postgres`` from the fixtures it
+uses (tests/helpers/markers.py), ``slow`` by hand, and slow tests run only when ``-m`` names
+``slow``. ``pytest -m "not ray and not service and not postgres"`` (``make test-fast``) is the
+inner loop; a test that starts Ray or the service without its marker fails, so a missing
+marker shows at once.
+"""
+
+import re
+import sys
+
 import pytest
 
 from adf_service.train.runtime import keep_freed_memory_in_heap
+from tests.helpers.markers import FIXTURE_MARKS, Watch, audit, needs
 
 # CPU training on this kind of VM is 10–100× slower without it (see the function's docstring).
 keep_freed_memory_in_heap()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sys.addaudithook(audit)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin selects by -m
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in sorted(needs(item)):
+            item.add_marker(mark)
+    if re.search(r"\bslow\b", config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:  # `pytest`, `pytest -m "not ray"`: no slow test unless -m names `slow`
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    Watch.begin(mark.name for mark in item.iter_markers())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    try:
+        return (yield)
+    finally:
+        unmarked = Watch.end()
+        if unmarked:
+            pytest.fail(f"{item.nodeid} started {', '.join(unmarked)}: use a fixture that starts it "
+                        f"({', '.join(FIXTURE_MARKS)}) or mark the test", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Stage 5: BOHB on the best evaluated genotype (TuneBOHB + HyperBandForBOHB, DESIGN §5).
+"""Stage 5: BOHB on the best evaluated genotype (TuneBOHB + HyperBandForBOHB, docs/design.md §5).
 
 Budget = training epochs from ``min_epochs`` to ``max_epochs`` with reduction factor
 ``eta``; the space is batch size × lr (log) × optimizer × L2 (log). HyperBandForBOHB pauses
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import replace
 from typing import Any
 
 import ConfigSpace as CS
@@ -19,14 +20,24 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB
 from ray.tune.search.bohb import TuneBOHB
 
+from trials.config import BOHB_HYPERPARAMETERS, TrialConfig
 from trials.expand import trial_seed
 from trials.spec import GridSpec
 from trials.trainable import StageTrainable
 
-__all__ = ["BohbTrainable", "ResumableHyperBandForBOHB", "ResumableTuneBOHB", "bohb_config_space", "bohb_trial", "bohb_tuner_parts"]
+__all__ = [
+    "BohbTrainable",
+    "ResumableHyperBandForBOHB",
+    "ResumableTuneBOHB",
+    "bohb_config_space",
+    "bohb_sample_trial",
+    "bohb_trial",
+    "bohb_tuner_parts",
+]
 
 
 def bohb_config_space(spec: GridSpec, seed: int) -> CS.ConfigurationSpace:
+    """BOHB's space over :data:`~trials.config.BOHB_HYPERPARAMETERS`, with the spec's bounds."""
     b = spec.bohb
     space = CS.ConfigurationSpace(seed=seed)
     space.add(
@@ -45,35 +56,36 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def bohb_trial(spec: GridSpec, best: dict[str, Any], genotype_json: str) -> dict[str, Any]:
+def bohb_trial(spec: GridSpec, best: TrialConfig, genotype_json: str) -> TrialConfig:
     """The constant part of every BOHB trial: the best trial's setting and genotype."""
-    return {
-        "stage": "bohb",
-        "trial_key": "bohb",
-        "setting": best["setting"],
-        "repeat": 0,
-        "seed": trial_seed(spec.seed, "bohb"),
-        "store": best["store"],
-        "modalities": best.get("modalities"),
-        "channels": best["channels"],
-        "partial_k": best["partial_k"],
-        "genotype": genotype_json,
-        "evaluation": dict(best["evaluation"], epochs=spec.bohb.max_epochs),
-        "min_epochs": spec.bohb.min_epochs,
-    }
+    return TrialConfig(
+        stage="bohb",
+        trial_key="bohb",
+        setting=best.setting,
+        repeat=0,
+        seed=trial_seed(spec.seed, "bohb"),
+        store=best.store,
+        modalities=best.modalities,
+        channels=best.channels,
+        partial_k=best.partial_k,
+        genotype=genotype_json,
+        evaluation=dict(best.evaluation or {}, epochs=spec.bohb.max_epochs),
+        min_epochs=spec.bohb.min_epochs,
+    )
+
+
+def bohb_sample_trial(base: TrialConfig, trial_id: str, sampled: dict[str, Any]) -> TrialConfig:
+    """One BOHB trial: the base trial, keyed by its Tune trial id, trained with BOHB's sample."""
+    return replace(base, trial_key=f"bohb-{trial_id}").with_evaluation(**sampled)
 
 
 class BohbTrainable(StageTrainable):
     """A BOHB trial: the base trial with BOHB's sampled hyper-parameters for its training."""
 
-    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
-        sampled = {k: plain(v) for k, v in config.items() if k in ("batch_size", "lr", "optimizer", "weight_decay")}
-        self.sampled = sampled
-        self.min_epochs = base["min_epochs"]
-        trial = dict(base)
-        trial["evaluation"] = dict(base["evaluation"], **sampled)
-        trial["trial_key"] = f"bohb-{self.trial_id}"
-        super().setup({"trial": trial})
+    def setup(self, config: dict[str, Any], base: TrialConfig | None = None) -> None:
+        self.sampled = {k: plain(v) for k, v in config.items() if k in BOHB_HYPERPARAMETERS}
+        self.min_epochs = base.min_epochs
+        self.start(bohb_sample_trial(base, self.trial_id, self.sampled))
 
     def step(self) -> dict[str, Any]:
         metrics = super().step()
@@ -152,5 +164,5 @@ def bohb_tuner_parts(spec: GridSpec, seed: int) -> tuple[TuneBOHB, HyperBandForB
     return search, scheduler
 
 
-def with_base(trial: dict[str, Any]):
+def with_base(trial: TrialConfig):
     return tune.with_parameters(BohbTrainable, base=trial)

@@ -1,22 +1,27 @@
-"""`adf-service run` and `adf-service validate`: the grid commands, added to the library's CLI.
+"""The grid commands: `adf-service validate`, `run`, and the service's job driver `run-job`.
 
-The console script points here so that the library CLI stays free of Ray; the commands
-below import Ray only when they run.
+Plain functions: ``api/cli.py`` assembles them into ``adf-service``. Ray and the grid spec
+(which loads torch) are imported inside the commands, when they run.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from adf_service.cli import _fail, app
-from adf_service.console import console, err_console
-from trials.spec import GridSpecError, load_grid
+from adf_service.console import console, err_console, fail
 
-__all__ = ["app"]
+__all__ = ["RayAddressError", "ray_init_address", "run", "run_job", "validate"]
+
+REACH_TIMEOUT = 5.0  # seconds a cluster's GCS gets to accept a connection before `run` gives up
+
+
+class RayAddressError(ValueError):
+    """``run --address`` names no Ray cluster that answers."""
 
 
 def _stage_counts_table(counts: dict[str, int]) -> Table:
@@ -28,23 +33,68 @@ def _stage_counts_table(counts: dict[str, int]) -> Table:
     return table
 
 
-@app.command()
 def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) -> None:
     """Check a grid.yaml without running it; print how many trials each stage would make."""
     from trials.expand import stage_counts
+    from trials.spec import GridSpecError, load_grid
 
     try:
         spec = load_grid(grid)
     except GridSpecError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"{grid}: valid grid {spec.name!r}")
     console.print(_stage_counts_table(stage_counts(spec)))
 
 
-@app.command()
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``; None if it has no port."""
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def ray_init_address(address: str | None, *, timeout: float = REACH_TIMEOUT) -> str:
+    """The address `run` passes to ``ray.init``: ``"local"`` (a Ray of its own) unless ``address`` names
+    a cluster, which must then accept a connection within ``timeout`` seconds.
+
+    Ray's own default (``address=None``) joins the cluster recorded last on this machine
+    (``ray_current_cluster`` in Ray's temp directory) even when that head is dead, and
+    ``ray.init`` then retries its GCS for minutes: an address is checked here first.
+    ``"auto"`` is the recorded cluster (or ``RAY_ADDRESS``), resolved as ``ray.init`` does.
+    """
+    if address is None or address == "local":
+        return "local"
+    target = address
+    if "://" not in address:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            target = canonicalize_bootstrap_address(address) or address
+        except (ConnectionError, ValueError) as exc:
+            raise RayAddressError(f"--address {address!r}: {exc}") from None
+    host_port = _host_port(target)
+    if host_port is None:
+        raise RayAddressError(f"--address {address!r}: expected HOST:PORT of a Ray cluster's GCS "
+                              "(e.g. 10.0.0.5:6379), ray://HOST:PORT, auto or local")
+    named = address if target == address else f"{address} ({target})"
+    try:
+        socket.create_connection(host_port, timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise RayAddressError(
+            f"--address {named}: no Ray cluster answers there ({reason} within {timeout:.0f} s); "
+            "start its head (`ray start --head`), or leave --address out to run on a Ray of this run's own"
+        ) from None
+    return address
+
+
 def run(
     grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")],
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address; default: a local Ray.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS",
+        help="Ray cluster address (HOST:PORT of its GCS, ray://HOST:PORT, or auto: the cluster `ray start` "
+             "recorded on this machine); default: a local Ray started for this run.")] = None,
     job_id: Annotated[Optional[str], typer.Option(help="Job name under the storage path.")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Resume the job with this id.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -54,20 +104,27 @@ def run(
 
     from trials.dataset import ensure_dataset
     from trials.pipeline import ResourceError, run_grid
+    from trials.spec import GridSpecError, load_grid
 
     try:
         spec = load_grid(grid)
+        init_address = ray_init_address(address)
         ensure_dataset(spec)
     except (GridSpecError, ValueError) as exc:
-        _fail(exc)
-    context = ray.init(address=address, include_dashboard=None, log_to_driver=False)
+        fail(exc)
+    if init_address == "local":
+        err_console.print("Starting a local Ray for this run (--address or RAY_ADDRESS: a cluster to use); "
+                          "with no GPU here, its trials run on CPUs")
+        # One machine, nothing to scale: a GPU grid runs on its CPUs rather than wait for ever.
+        spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"allow_cpu_fallback": True})})
+    context = ray.init(address=init_address, include_dashboard=None, log_to_driver=False)
     try:
         if context.dashboard_url:
             err_console.print(f"Ray dashboard: http://{context.dashboard_url}")
         try:
             outcome = run_grid(spec, job_id=resume or job_id, resume=resume is not None, show_progress=not quiet)
         except (ResourceError, FileNotFoundError, FileExistsError, ValueError) as exc:
-            _fail(exc)
+            fail(exc)
     finally:
         ray.shutdown()
     table = Table(title=f"job {outcome.job_id}")
@@ -79,13 +136,11 @@ def run(
     console.print(table)
 
 
-__all__ += ["run", "validate"]
-
-
-@app.command("run-job", hidden=True)
 def run_job(
     job_id: Annotated[str, typer.Argument(help="The service's job id.")],
     resume: Annotated[bool, typer.Option(help="Resume the job from its storage.")] = False,
+    attempt: Annotated[Optional[int], typer.Option(help="Which of the job's drivers this is (1, 2, ...): "
+                                                   "an older one stops when a newer one starts.")] = None,
 ) -> None:
     """A Ray job's driver, started by the service: the spec comes in $ADF_JOB_SPEC (JSON)."""
     import json
@@ -95,25 +150,24 @@ def run_job(
 
     from trials.dataset import ensure_dataset
     from trials.pipeline import run_grid
-    from trials.spec import validate_grid
-    from trials.storage import JobStorage
+    from trials.spec import GridSpecError, validate_grid
+    from trials.storage import Fenced, JobStorage
 
     text = os.environ.get("ADF_JOB_SPEC")
     if not text:
-        _fail(ValueError("run-job: $ADF_JOB_SPEC is not set (the service passes the job's spec there)"))
+        fail(ValueError("run-job: $ADF_JOB_SPEC is not set (the service passes the job's spec there)"))
     try:
         spec = validate_grid(json.loads(text), source=f"job {job_id}")
         ensure_dataset(spec)
     except (GridSpecError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     # A job whose driver died before Tune wrote its first state starts over.
     resume = resume and JobStorage.of(spec.storage, job_id).exists("tuner.pkl")
     ray.init(log_to_driver=False)  # inside a Ray job: the job's cluster
     try:
-        outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False)
+        outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False, attempt=attempt)
+    except Fenced as exc:
+        fail(exc)
     finally:
         ray.shutdown()
     console.print(json.dumps({"job": outcome.job_id, "counts": outcome.counts, "tables": outcome.tables}))
-
-
-__all__ += ["run_job"]

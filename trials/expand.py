@@ -1,4 +1,4 @@
-"""Grid → trial configs: one plain, JSON-able dict per trial, in a fixed order (no Ray here).
+"""Grid → trial configs: one :class:`~trials.config.TrialConfig` per trial, in a fixed order (no Ray here).
 
 Each stage has one function (:func:`baseline_trials`, :func:`search_trials`,
 :func:`random_trials`); :func:`stage_counts` says how many trials each stage makes without
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from adf_service.modalities import combo_name
+from trials.config import Setting, TrialConfig
 
 if TYPE_CHECKING:
     from trials.spec import GridSpec
@@ -48,49 +49,49 @@ def trial_seed(grid_seed: int, *parts: object) -> int:
     return zlib.crc32(canonical.encode()) & 0x7FFF_FFFF
 
 
-def settings(spec: GridSpec) -> list[dict[str, Any]]:
+def settings(spec: GridSpec) -> list[Setting]:
     """Every (operators, discretization, n_inputs, n_cells) of the grid, in the spec's order."""
     space = spec.space
     return [
-        {"operators": s, "discretization": d, "n_inputs": i, "n_cells": c}
+        Setting(s, d, i, c)
         for s, d, i, c in itertools.product(space.operators, space.discretizations, space.inputs, space.cells)
     ]
 
 
-def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[dict[str, Any]]:
+def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[TrialConfig]:
     trials = []
     for repeat in range(repeats):
         for setting in settings(spec):
-            key = f"{stage}-{setting_key(**setting)}-r{repeat}"
+            key = f"{stage}-{setting_key(**setting.to_dict())}-r{repeat}"
             trials.append(
-                {
-                    "stage": stage,
-                    "trial_key": key,
-                    "setting": setting,
-                    "repeat": repeat,
-                    "seed": trial_seed(spec.seed, key),
-                    "store": spec.dataset.store,
-                    "modalities": list(spec.dataset.modalities) if spec.dataset.modalities else None,
-                    "channels": spec.space.channels,
-                    "partial_k": spec.space.partial_k,
-                    "search": spec.search.model_dump(),
-                    "evaluation": spec.evaluation.model_dump(),
-                }
+                TrialConfig(
+                    stage=stage,
+                    trial_key=key,
+                    setting=setting,
+                    repeat=repeat,
+                    seed=trial_seed(spec.seed, key),
+                    store=spec.dataset.store,
+                    modalities=tuple(spec.dataset.modalities) if spec.dataset.modalities else None,
+                    channels=spec.space.channels,
+                    partial_k=spec.space.partial_k,
+                    search=spec.search.model_dump(),
+                    evaluation=spec.evaluation.model_dump(),
+                )
             )
     return trials
 
 
-def search_trials(spec: GridSpec) -> list[dict[str, Any]]:
+def search_trials(spec: GridSpec) -> list[TrialConfig]:
     """Stages 2–3: one trial per setting × repeat; it searches, then evaluates its genotype."""
     return _setting_trials(spec, "search", spec.repeats)
 
 
-def random_trials(spec: GridSpec) -> list[dict[str, Any]]:
+def random_trials(spec: GridSpec) -> list[TrialConfig]:
     """Stage 4: like the search trials; the trainable draws the random genotype from ``seed``."""
     return _setting_trials(spec, "random", spec.random.repeats) if spec.random.enabled else []
 
 
-def baseline_trials(spec: GridSpec) -> list[dict[str, Any]]:
+def baseline_trials(spec: GridSpec) -> list[TrialConfig]:
     """Stage 1: one late-fusion baseline per modality combo × repeat (thesis §5.2.3)."""
     baselines = spec.baselines
     if not baselines.enabled:
@@ -101,16 +102,16 @@ def baseline_trials(spec: GridSpec) -> list[dict[str, Any]]:
             name = combo_name(combo)
             key = f"baselines-{name}-r{repeat}"
             trials.append(
-                {
-                    "stage": "baselines",
-                    "trial_key": key,
-                    "modalities": list(combo),
-                    "combo": name,
-                    "repeat": repeat,
-                    "seed": trial_seed(spec.seed, key),
-                    "store": spec.dataset.store,
-                    "training": baselines.training.model_dump(),
-                }
+                TrialConfig(
+                    stage="baselines",
+                    trial_key=key,
+                    modalities=tuple(combo),
+                    combo=name,
+                    repeat=repeat,
+                    seed=trial_seed(spec.seed, key),
+                    store=spec.dataset.store,
+                    training=baselines.training.model_dump(),
+                )
             )
     return trials
 
@@ -126,11 +127,11 @@ def bohb_samples(min_budget: float, max_budget: float, eta: int, iterations: int
     s_max = 0
     while min_budget * eta ** (s_max + 1) <= max_budget:  # integer-exact floor(log_eta)
         s_max += 1
-    total = 0
-    for i in range(iterations):
-        s = s_max - i % (s_max + 1)
-        total += -(-(s_max + 1) * eta**s // (s + 1))  # ceil without float rounding
-    return total
+    # Brackets in the order iterations run them; ceil without float rounding. Closed form over
+    # the iterations: a grid's count is known before anything is expanded, however large.
+    per_bracket = [-(-(s_max + 1) * eta**s // (s + 1)) for s in range(s_max, -1, -1)]
+    cycles, rest = divmod(iterations, s_max + 1)
+    return cycles * sum(per_bracket) + sum(per_bracket[:rest])
 
 
 def stage_counts(spec: GridSpec) -> dict[str, int]:

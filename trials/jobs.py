@@ -1,16 +1,18 @@
 """From a trial config to the library loops it runs, one epoch per step (no Ray here).
 
-A trial config is a plain dict made by :mod:`trials.expand` (or :mod:`trials.bohb`). ``make_trial_job(config)``
-returns a :class:`SettingJob` (a search, then the from-scratch evaluation of its
-best-val genotype, in one trial so the evaluation starts the moment its search ends) or a
-:class:`TrainJob` (a baseline, or a random genotype's evaluation). Both step one epoch at a
-time, report a flat metrics dict, checkpoint to a dict and summarise themselves as result rows.
+A trial config is a :class:`~trials.config.TrialConfig` made by :mod:`trials.expand` (or
+:mod:`trials.bohb`). ``make_trial_job(config)`` returns a :class:`SettingJob` (a search, then
+the from-scratch evaluation of its best-val genotype, in one trial so the evaluation starts
+the moment its search ends) or a :class:`TrainJob` (a baseline, or a random or BOHB
+genotype's evaluation). Both step one epoch at a time, report a flat metrics dict,
+checkpoint to a dict and summarise themselves as result rows.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from adf_service.features.dataset import ClipSet
@@ -27,13 +29,18 @@ from adf_service.train import (
     evaluation_run,
 )
 from adf_service.train.runtime import EpochRecord
+from trials.config import TrialConfig
 
 __all__ = ["SettingJob", "TrainJob", "make_trial_job"]
 
 
-def _space(config: dict[str, Any]) -> SearchSpace:
-    s = config["setting"]
-    return SearchSpace(s["operators"], s["n_inputs"], s["n_cells"], config["channels"], config["partial_k"])
+def _space(config: TrialConfig) -> SearchSpace:
+    s = config.setting
+    return SearchSpace(s.operators, s.n_inputs, s.n_cells, config.channels, config.partial_k)
+
+
+def _modalities(config: TrialConfig) -> list[str] | None:
+    return list(config.modalities) if config.modalities is not None else None
 
 
 def _train_config(hyper: dict[str, Any], seed: int) -> TrainConfig:
@@ -63,27 +70,27 @@ def _metrics(phase: str, record: EpochRecord) -> dict[str, Any]:
 class TrainJob:
     """A from-scratch training: a late-fusion baseline, or a random genotype's evaluation."""
 
-    def __init__(self, config: dict[str, Any], runtime: Runtime):
+    def __init__(self, config: TrialConfig, runtime: Runtime):
         self.config = config
-        store = FeatureStore.open(config["store"])
+        store = FeatureStore.open(config.store)
         self.genotype: Genotype | None = None
-        if config["stage"] == "baselines":
+        if config.stage == "baselines":
             self.run: TrainRun = baseline_run(
-                store, config["modalities"], _train_config(config["training"], config["seed"]), runtime
+                store, _modalities(config), _train_config(config.training, config.seed), runtime
             )
             return
-        if config["stage"] == "bohb":  # BOHB: the best genotype, with sampled hyper-parameters
-            self.genotype = Genotype.from_json(config["genotype"], where=config["trial_key"])
+        if config.stage == "bohb":  # BOHB: the best genotype, with sampled hyper-parameters
+            self.genotype = Genotype.from_json(config.genotype, where=config.trial_key)
         else:  # random: a genotype drawn from the trial's seed
-            method = config["setting"]["discretization"]
-            self.genotype = random_genotype(_space(config), method, random.Random(config["seed"]))
+            method = config.setting.discretization
+            self.genotype = random_genotype(_space(config), method, random.Random(config.seed))
         self.run = evaluation_run(
             self.genotype,
             store,
-            config["channels"],
-            _train_config(config["evaluation"], config["seed"]),
+            config.channels,
+            _train_config(config.evaluation, config.seed),
             runtime,
-            config.get("modalities"),
+            _modalities(config),
         )
 
     @property
@@ -110,22 +117,22 @@ class TrainJob:
             "fusion_params": result.params,
             "genotype": self.genotype.to_json(indent=None) if self.genotype else None,
         }
-        return {self.config["stage"]: row}
+        return {self.config.stage: row}
 
 
 class SettingJob:
     """Search one setting with PC-DARTS, then train its best-val genotype from scratch."""
 
-    def __init__(self, config: dict[str, Any], runtime: Runtime):
+    def __init__(self, config: TrialConfig, runtime: Runtime):
         self.config, self.runtime = config, runtime
-        self.store = FeatureStore.open(config["store"])
+        self.store = FeatureStore.open(config.store)
         self.search = SearchRun(
             _space(config),
-            ClipSet.of(self.store, "train", "layer3", config.get("modalities")),
+            ClipSet.of(self.store, "train", "layer3", _modalities(config)),
             SearchConfig(
-                **config["search"],
-                discretization=config["setting"]["discretization"],
-                seed=config["seed"],
+                **config.search,
+                discretization=config.setting.discretization,
+                seed=config.seed,
             ),
             runtime,
         )
@@ -136,10 +143,10 @@ class SettingJob:
         self.evaluation = evaluation_run(
             self.search.result().genotype,
             self.store,
-            self.config["channels"],
-            _train_config(self.config["evaluation"], self.config["seed"]),
+            self.config.channels,
+            _train_config(self.config.evaluation, self.config.seed),
             self.runtime,
-            self.config.get("modalities"),
+            _modalities(self.config),
         )
 
     @property
@@ -194,11 +201,14 @@ class SettingJob:
         return rows
 
 
-def make_trial_job(config: dict[str, Any], runtime: Runtime | None = None) -> SettingJob | TrainJob:
-    """The job a trial config describes (search → SettingJob; baselines, random, bohb → TrainJob)."""
+def make_trial_job(
+    config: TrialConfig | Mapping[str, Any], runtime: Runtime | None = None
+) -> SettingJob | TrainJob:
+    """The job a trial config (or its dict) describes.
+
+    search → SettingJob; baselines, random, bohb → TrainJob.
+    """
+    if not isinstance(config, TrialConfig):
+        config = TrialConfig.from_dict(config)
     runtime = runtime or Runtime()
-    if config["stage"] == "search":
-        return SettingJob(config, runtime)
-    if config["stage"] in ("baselines", "random", "bohb"):
-        return TrainJob(config, runtime)
-    raise ValueError(f"trial {config.get('trial_key')!r}: unknown stage {config['stage']!r}")
+    return SettingJob(config, runtime) if config.stage == "search" else TrainJob(config, runtime)

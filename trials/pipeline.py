@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,19 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune.experiment import Trial
 
 from adf_service.features.store import FeatureStore
-from trials.bohb import bohb_trial, bohb_tuner_parts, with_base
+from trials.bohb import bohb_sample_trial, bohb_trial, bohb_tuner_parts, with_base
+from trials.config import TUNE_KEY, TrialConfig
 from trials.expand import baseline_trials, random_trials, ray_trial_counts, search_trials, stage_counts
 from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
-from trials.storage import JobStorage
+from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
 from trials.trainable import StageTrainable
 
-__all__ = ["JobOutcome", "ResourceError", "run_grid"]
+__all__ = ["Fenced", "JobOutcome", "ResourceError", "run_grid"]
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -48,12 +52,40 @@ class JobOutcome:
     counts: dict[str, dict[str, int]]  # stage → {"succeeded": n, "failed": n}
 
 
-def _trial_resources(spec: GridSpec) -> dict[str, float]:
-    """The per-trial request, checked against the nodes now: fail at once, never hang."""
+@dataclass(frozen=True)
+class _Run:
+    """What every Tuner of one run of a job is made from."""
+
+    spec: GridSpec  # with an absolute store path
+    storage: JobStorage
+    resources: dict[str, float]  # per trial, as _trial_resources checked them
+    resume: bool
+    max_failures: int
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _trial_resources(spec: GridSpec, say: Callable[[str], None] = _say) -> dict[str, float]:
+    """The per-trial request, checked against the nodes now: fail at once rather than hang.
+
+    With no GPU on any live node, trials run on CPUs only if the grid allows it
+    (``resources.allow_cpu_fallback``); otherwise they ask for their GPUs and wait, which on an
+    autoscaling cluster (KubeRay's GPU group at ``minReplicas: 0``) is what brings a GPU node up.
+    """
     want = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if want["gpu"] and not any(n.get("GPU", 0) for n in nodes):
-        want["gpu"] = 0.0  # no GPU anywhere: run the trials on CPUs
+        if spec.resources.allow_cpu_fallback:
+            say(f"No live node has a GPU: the trials run on CPUs (resources.allow_cpu_fallback), "
+                f"{want['cpu']:g} CPU each")
+            want["gpu"] = 0.0
+        else:
+            say(f"No live node has a GPU yet: the trials ask for {want['gpu']:g} GPU each and wait for one "
+                "(an autoscaling cluster starts a GPU node for them); resources.allow_cpu_fallback: true "
+                "runs them on CPUs instead")
+            return want
     if not any(n.get("CPU", 0) >= want["cpu"] and n.get("GPU", 0) >= want["gpu"] for n in nodes):
         have = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
         raise ResourceError(
@@ -70,21 +102,18 @@ def _backbone_params(store: str) -> int | None:
 
 
 def _collect(
-    job_id: str, grid: tune.ResultGrid, trials: list[dict[str, Any]], backbone_params: int | None
+    job_id: str, grid: tune.ResultGrid, trials: list[TrialConfig], backbone_params: int | None
 ) -> list[dict[str, Any]]:
     # A trial whose actor never started has no config in its result: find it by its
     # directory, which is named after its trial key.
-    by_key = {t["trial_key"]: t for t in trials}
+    by_key = {t.trial_key: t for t in trials}
     rows = []
     for result in grid:
-        trial = (result.config or {}).get("trial") or by_key[Path(result.path).name]
+        trial = TrialConfig.of_tune(result.config) or by_key[Path(result.path).name]
         final = result.metrics if result.metrics and result.metrics.get("done") else None
         error = None if final else repr(result.error) if result.error else None
-        trial_id = (result.metrics or {}).get("trial_id") or trial["trial_key"]
-        stage_rows = trial_rows(job_id, trial_id, trial, final, error, backbone_params)
-        for row in stage_rows.values():
-            row["config"] = json.dumps(trial, sort_keys=True)
-        rows.extend(stage_rows.values())
+        trial_id = (result.metrics or {}).get("trial_id") or trial.trial_key
+        rows.extend(trial_rows(job_id, trial_id, trial, final, error, backbone_params).values())
     return rows
 
 
@@ -96,10 +125,13 @@ def run_grid(
     show_progress: bool = True,
     max_failures: int = 2,
     callbacks: list[tune.Callback] | None = None,
+    attempt: int | None = None,
 ) -> JobOutcome:
     """Run (or resume) every trial of ``spec`` on the connected Ray cluster; write the tables.
 
     Call ``ray.init`` first (any address); results go to ``<spec.storage>/<job_id>/``.
+    ``attempt`` (the service's count of this job's drivers) claims the job's lease: when a
+    newer attempt claims it, this run stops writing and raises Fenced.
     """
     # Trials run in their own working directories: give them an absolute store path.
     dataset = spec.dataset.model_copy(update={"store": str(Path(spec.dataset.store).resolve())})
@@ -113,21 +145,32 @@ def run_grid(
             raise FileNotFoundError(f"{storage.uri}: no job to resume there")
     else:
         storage.create()
+    if attempt is not None:
+        claim_lease(storage, attempt)
+    if not resume:
         storage.write_text("spec.json", spec.model_dump_json(indent=1))
         storage.write_text("environment.json", json.dumps(environment(), indent=1))
     totals = ray_trial_counts(spec)  # the "search" bar counts a search and its evaluation
-    progress = StageProgress(totals, storage=storage, enabled=show_progress)
+    progress = StageProgress(totals, storage=storage, enabled=show_progress, attempt=attempt)
+    if resume:
+        progress.resume_from(read_progress(storage))
+    run = _Run(spec, storage, resources, resume, max_failures)
 
-    with progress:
-        callbacks = [progress, *(callbacks or [])]
-        tuner = _main_tuner(spec, storage, trials, resources, callbacks, resume, max_failures)
-        grid = tuner.fit()
-        backbone = _backbone_params(spec.dataset.store)
-        rows = _collect(job_id, grid, trials, backbone)
-        if spec.bohb.enabled:
-            progress.for_tuner("bohb")
-            rows += _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, backbone, progress)
-        tables = write_tables(storage, rows)
+    try:
+        with progress:
+            grid = _main_tuner(run, trials, [progress, *(callbacks or [])]).fit()
+            backbone = _backbone_params(spec.dataset.store)
+            rows = _collect(job_id, grid, trials, backbone)
+            if spec.bohb.enabled:
+                progress.for_tuner("bohb")
+                rows += _run_bohb(run, rows, backbone, progress)
+            check_lease(storage, attempt)
+            tables = write_tables(storage, rows)
+            progress.settle(rows)
+    except Exception as exc:
+        if progress.fenced or isinstance(exc, Fenced):  # Tune wraps what a callback raised
+            check_lease(storage, attempt)
+        raise
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
         bucket = counts.setdefault(row["stage"], {"succeeded": 0, "failed": 0})
@@ -135,20 +178,36 @@ def run_grid(
     return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts)
 
 
-def _main_tuner(spec, storage, trials, resources, callbacks, resume, max_failures) -> tune.Tuner:
-    trainable = tune.with_resources(StageTrainable, resources)
-    if resume:
-        return tune.Tuner.restore(storage.uri, trainable, resume_errored=True)
+def _trial_key(trial: Trial) -> str:
+    return TrialConfig.of_tune(trial.config).trial_key
+
+
+def _main_tuner(run: _Run, trials: list[TrialConfig], callbacks: list[tune.Callback]) -> tune.Tuner:
+    """Baselines, searches (with their evaluations) and random architectures: one grid of trials."""
+    trainable = tune.with_resources(StageTrainable, run.resources)
+    if run.resume:
+        return _restored(run.storage.uri, trainable, callbacks)
     return tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search(trials)},
+        # Tune keeps and hands back plain dicts: the records go in as their JSON-able form.
+        param_space={TUNE_KEY: tune.grid_search([t.to_dict() for t in trials])},
         tune_config=TuneConfig(
-            max_concurrent_trials=spec.max_concurrent_trials,
-            trial_name_creator=lambda t: t.config["trial"]["trial_key"],
-            trial_dirname_creator=lambda t: t.config["trial"]["trial_key"],
+            max_concurrent_trials=run.spec.max_concurrent_trials,
+            trial_name_creator=_trial_key,
+            trial_dirname_creator=_trial_key,
         ),
-        run_config=_run_config(storage.job_id, storage.root_uri, callbacks, max_failures),
+        run_config=_run_config(run.storage.job_id, run.storage.root_uri, callbacks, run.max_failures),
     )
+
+
+def _restored(uri: str, trainable: Any, callbacks: list[tune.Callback]) -> tune.Tuner:
+    """``Tuner.restore`` with this driver's callbacks. Restore brings back the run config the
+    first driver pickled, callbacks included: left so, the dead driver's progress callback
+    (its attempt, its counts) would count the resumed trials while this driver's saw none.
+    Ray has no public way to set them (ray-project/ray#41364 names this one)."""
+    tuner = tune.Tuner.restore(uri, trainable, resume_errored=True)
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+    return tuner
 
 
 def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> RunConfig:
@@ -162,18 +221,21 @@ def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> 
     )
 
 
-def _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, backbone, progress) -> list[dict[str, Any]]:
+def _run_bohb(
+    run: _Run, rows: list[dict[str, Any]], backbone: int | None, progress: StageProgress
+) -> list[dict[str, Any]]:
     """BOHB on the evaluated genotype with the best test top-1 (Table 4's "best run")."""
     best = best_evaluation(rows)
     if best is None:
         return []
-    base = bohb_trial(spec, json.loads(best["config"]), best["genotype"])
-    trainable = tune.with_resources(with_base(base), resources)
+    spec, storage = run.spec, run.storage
+    base = bohb_trial(spec, TrialConfig.from_json(best["config"]), best["genotype"])
+    trainable = tune.with_resources(with_base(base), run.resources)
     bohb_uri = f"{storage.uri}/bohb"
-    if resume and tune.Tuner.can_restore(bohb_uri):
-        tuner = tune.Tuner.restore(bohb_uri, trainable, resume_errored=True)
+    if run.resume and tune.Tuner.can_restore(bohb_uri):
+        tuner = _restored(bohb_uri, trainable, [progress])
     else:
-        search, scheduler = bohb_tuner_parts(spec, base["seed"])
+        search, scheduler = bohb_tuner_parts(spec, base.seed)
         tuner = tune.Tuner(
             trainable,
             tune_config=TuneConfig(
@@ -182,16 +244,14 @@ def _run_bohb(spec, storage, job_id, rows, resources, resume, max_failures, back
                 num_samples=stage_counts(spec)["bohb"],
                 max_concurrent_trials=spec.max_concurrent_trials,
             ),
-            run_config=_run_config("bohb", storage.uri, [progress], max_failures),
+            run_config=_run_config("bohb", storage.uri, [progress], run.max_failures),
         )
     out = []
     for result in tuner.fit():
         metrics = result.metrics or {}
-        trial = dict(base, trial_key=f"bohb-{metrics.get('trial_id', '?')}")
+        trial_id = metrics.get("trial_id", "?")
+        trial = bohb_sample_trial(base, trial_id, json.loads(metrics.get("sampled", "{}")))
         final = dict(metrics, done=True) if "rows" in metrics else None
         error = repr(result.error) if result.error else None
-        row = trial_rows(job_id, metrics.get("trial_id", "?"), trial, final, error, backbone)["bohb"]
-        trial["evaluation"] = dict(base["evaluation"], **json.loads(metrics.get("sampled", "{}")))
-        row["config"] = json.dumps(trial, sort_keys=True)
-        out.append(row)
+        out.append(trial_rows(storage.job_id, trial_id, trial, final, error, backbone)["bohb"])
     return out

@@ -3,12 +3,13 @@
 Counts are recomputed from Tune's own trial list on every step, so a resumed job counts
 the trials it finished before its driver died. Besides the bars on the terminal, the same
 counts go to ``<job>/progress.json`` (rewritten atomically at most once a second and at
-every change), which the service reads to answer "how far is my job".
+every change), which the service reads (:func:`trials.storage.read_progress`, no Ray there)
+to answer "how far is my job". A resumed job starts from the counts its earlier driver wrote;
+a driver whose job a newer attempt has taken over stops at its next write (Fenced).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any
@@ -17,26 +18,17 @@ from ray import tune
 from rich.progress import Progress
 
 from adf_service.console import progress_bar
-from trials.storage import JobStorage
+from trials.config import TrialConfig
+from trials.storage import Fenced, JobStorage, check_lease, write_progress
 
-__all__ = ["PROGRESS_FILE", "StageProgress", "read_progress"]
-
-PROGRESS_FILE = "progress.json"
+__all__ = ["StageProgress", "trial_stage"]
 
 _STATUS = {"TERMINATED": "succeeded", "ERROR": "failed", "RUNNING": "running", "PAUSED": "running"}
 
 
 def trial_stage(trial) -> str:
     """A grid trial carries its stage in its config; a BOHB trial's config is BOHB's sample."""
-    return (trial.config.get("trial") or {}).get("stage", "bohb")
-
-
-def read_progress(storage: JobStorage) -> dict[str, Any] | None:
-    """The last progress snapshot of a job, or None before its driver wrote one."""
-    try:
-        return json.loads(storage.read_text(PROGRESS_FILE))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return TrialConfig.stage_in_tune(trial.config) or "bohb"
 
 
 class StageProgress(tune.Callback):
@@ -48,10 +40,13 @@ class StageProgress(tune.Callback):
         enabled: show bars on the terminal.
     """
 
-    def __init__(self, totals: dict[str, int], storage: JobStorage | None = None, enabled: bool = True):
+    def __init__(self, totals: dict[str, int], storage: JobStorage | None = None, enabled: bool = True,
+                 attempt: int | None = None):
         self.totals = {stage: n for stage, n in totals.items() if n}
         self.storage = storage
         self.enabled = enabled
+        self.attempt = attempt  # the job's attempt this driver is: an older one stops writing (Fenced)
+        self.fenced = False
         self.counts: dict[str, Counter] = {stage: Counter() for stage in self.totals}
         self.best: dict[str, float] = {}
         self.started = time.time()
@@ -67,6 +62,28 @@ class StageProgress(tune.Callback):
         state["_progress"], state["_tasks"] = None, {}
         return state
 
+    def resume_from(self, previous: dict[str, Any] | None) -> StageProgress:
+        """Start from the counts an earlier driver of the job wrote (its progress.json), not from
+        zeros: a resumed job shows what it had done until Tune's restored trials are counted."""
+        for stage, counts in ((previous or {}).get("stages") or {}).items():
+            if stage in self.counts:
+                done = {k: int(counts.get(k) or 0) for k in ("succeeded", "failed")}
+                self.counts[stage] = Counter({k: n for k, n in done.items() if n})
+                if counts.get("best_test_top1") is not None:
+                    self.best[stage] = float(counts["best_test_top1"])
+        if previous and previous.get("started_at"):
+            self.started = float(previous["started_at"])
+        return self
+
+    def settle(self, rows: list[dict[str, Any]]) -> None:
+        """The final counts, from the job's result rows (one per trial and stage): what the tables hold."""
+        for stage in self.counts:
+            self.counts[stage] = Counter(r["status"] for r in rows if r["stage"] == stage)
+            tops = [r["test_top1"] for r in rows if r["stage"] == stage and r.get("test_top1") is not None]
+            if tops:
+                self.best[stage] = max(tops)
+        self._refresh()
+
     def __enter__(self) -> StageProgress:
         if self.enabled:
             self._progress = progress_bar()
@@ -78,7 +95,8 @@ class StageProgress(tune.Callback):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._write(force=True, finished=exc[0] is None)
+        if not self.fenced:
+            self._write(force=True, finished=exc[0] is None)
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
@@ -148,6 +166,12 @@ class StageProgress(tune.Callback):
         if not force and now - self._written < 1.0:
             return
         self._written = now
+        try:
+            check_lease(self.storage, self.attempt)
+        except Fenced:
+            self.fenced = True
+            raise
         snap = self.snapshot()
         snap["finished"] = finished
-        self.storage.write_text(PROGRESS_FILE, json.dumps(snap, indent=1))
+        snap["attempt"] = self.attempt
+        write_progress(self.storage, snap)

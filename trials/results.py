@@ -17,11 +17,23 @@ from typing import Any
 import pyarrow as pa
 
 import adf_service
+from trials.config import BOHB_HYPERPARAMETERS, STAGES, TrialConfig
 from trials.storage import JobStorage
 
-__all__ = ["RESULT_SCHEMA", "STAGES", "best_evaluation", "code_version", "environment", "read_table", "write_tables"]
+__all__ = [
+    "RESULT_SCHEMA",
+    "STAGES",
+    "TRIAL_STATUSES",
+    "best_evaluation",
+    "bohb_best",
+    "code_version",
+    "environment",
+    "read_table",
+    "trial_rows",
+    "write_tables",
+]
 
-STAGES = ("baselines", "search", "evaluation", "random", "bohb")
+TRIAL_STATUSES = ("succeeded", "failed")  # a row's status: a failed trial still gets its row
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -55,27 +67,28 @@ RESULT_SCHEMA = pa.schema(
 def trial_rows(
     job: str,
     trial_id: str,
-    trial: dict[str, Any],
+    trial: TrialConfig,
     final: dict[str, Any] | None,
     error: str | None,
     backbone_params: int | None,
 ) -> dict[str, dict[str, Any]]:
-    """Rows (by table) for one finished or failed trial."""
-    setting = trial.get("setting", {})
+    """Rows (by table) for one finished or failed trial; ``config`` is the trial's own."""
+    setting = trial.setting.to_dict() if trial.setting else {}
     base = {
         "job": job,
         "trial_id": trial_id,
-        "trial_key": trial["trial_key"],
+        "trial_key": trial.trial_key,
         "operators": setting.get("operators"),
         "discretization": setting.get("discretization"),
         "n_inputs": setting.get("n_inputs"),
         "n_cells": setting.get("n_cells"),
-        "modalities": "+".join(trial.get("modalities") or []) or None,
-        "repeat": trial.get("repeat"),
-        "seed": trial.get("seed"),
+        "modalities": "+".join(trial.modalities or []) or None,
+        "repeat": trial.repeat,
+        "seed": trial.seed,
         "device": (final or {}).get("device"),
+        "config": trial.to_json(),
     }
-    stage = trial["stage"]
+    stage = trial.stage
     tables = ["search", "evaluation"] if stage == "search" else [stage]
     produced = json.loads(final["rows"]) if final and "rows" in final and not error else {}
     rows = {}
@@ -97,6 +110,19 @@ def best_evaluation(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     "best run", on which BOHB runs); None when no evaluation succeeded."""
     evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
     return max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]), default=None)
+
+
+def bohb_best(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """BOHB's best configuration: the succeeded BOHB trial with the lowest val loss (BOHB's own
+    objective), its sampled hyper-parameters and epochs, and its result; None when none succeeded."""
+    bohb = [r for r in rows if r["stage"] == "bohb" and r["status"] == "succeeded"]
+    if not bohb:
+        return None
+    top = min(bohb, key=lambda r: r["val_loss"])
+    evaluation = (TrialConfig.from_json(top["config"]).evaluation if top["config"] else None) or {}
+    keys = (*BOHB_HYPERPARAMETERS, "epochs")
+    return {"config": {k: evaluation.get(k) for k in keys}, "trial_id": top["trial_id"],
+            "val_loss": top["val_loss"], "test_top1": top["test_top1"]}
 
 
 def _job_storage(job: JobStorage | str | Path) -> JobStorage:

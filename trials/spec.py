@@ -185,7 +185,7 @@ class SearchHyper(_Spec):
     weight_decay: float = Field(SearchConfig.weight_decay, ge=0, le=1)  # §5.2.3: L2 3e-4
     arch_lr: float = Field(SearchConfig.arch_lr, gt=0, le=MAX_LR)  # §5.2.2: α by Adam from 3e-4, cosine to 0
     arch_weight_decay: float = Field(SearchConfig.arch_weight_decay, ge=0, le=1)  # PC-DARTS' code: 1e-3
-    second_order: bool = SearchConfig.second_order  # DESIGN §5: first-order unless asked
+    second_order: bool = SearchConfig.second_order  # docs/design.md §5: first-order unless asked
 
     @model_validator(mode="after")
     def _warmup_within_epochs(self) -> SearchHyper:
@@ -235,7 +235,7 @@ class RandomSpec(_Spec):
     """Stage 4: a random genotype per setting, evaluated like a searched one."""
 
     enabled: bool = True  # §5.3.1: searched vs randomly sampled architectures (table 4)
-    repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # DESIGN §5: repeated like the search
+    repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # docs/design.md §5: repeated like the search
 
 
 class BohbSpec(_Spec):
@@ -281,12 +281,15 @@ class ResourceSpec(_Spec):
 
     gpus_per_trial: float = Field(1.0, ge=0, le=16)  # below 1: trials share a GPU; 0: CPU only
     cpus_per_trial: float = Field(1.0, gt=0, le=256)  # one trial runs on one node
+    # No live node has a GPU: run the trials on CPUs when true; else ask for the GPUs and wait
+    # (an autoscaling cluster adds a GPU node for them). `run` on a Ray of its own sets it.
+    allow_cpu_fallback: bool = False
 
     @model_validator(mode="after")
     def _whole_above_one(self) -> ResourceSpec:
         problems = [
             ((name,), f"{value:g}: Ray takes fractions only below 1; above, whole numbers")
-            for name, value in self.model_dump().items()
+            for name, value in self.model_dump(exclude={"allow_cpu_fallback"}).items()
             if value > 1 and value != int(value)
         ]
         if problems:

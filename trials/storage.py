@@ -5,21 +5,32 @@ that ``pyarrow.fs.FileSystem.from_uri`` understands (``file://``, ``s3://``, ``g
 ``hdfs://``). Ray Tune writes its experiment state and checkpoints there itself; the job
 driver writes the spec, the environment, the progress snapshot and the result tables
 through the same filesystem, so a job on a cluster with shared object storage needs no
-shared disk.
+shared disk. The service reads the progress snapshot with :func:`read_progress` (no Ray here).
+A job's lease (:func:`claim_lease`) says which attempt of it may write: only the newest driver.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["JobStorage", "StorageError"]
+__all__ = [
+    "LEASE_FILE", "PROGRESS_FILE", "Fenced", "JobStorage", "StorageError", "check_lease", "claim_lease",
+    "lease_holder", "read_progress", "write_progress",
+]
+
+PROGRESS_FILE = "progress.json"  # the driver's live counts per stage (docs/results.md)
+LEASE_FILE = "lease.json"  # which attempt of the job may write to it: the newest driver
 
 
 class StorageError(ValueError):
@@ -118,3 +129,49 @@ class JobStorage:
         tmp = posixpath.join(head, f".{tail}.tmp")
         write(tmp)
         self.filesystem.move(tmp, final)
+
+
+class Fenced(RuntimeError):
+    """A newer attempt of the job has claimed its storage: this driver must stop writing there."""
+
+
+def lease_holder(storage: JobStorage) -> int | None:
+    """The attempt that last claimed the job (``lease.json``); None before any did."""
+    try:
+        return int(json.loads(storage.read_text(LEASE_FILE))["attempt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_lease(storage: JobStorage, attempt: int | None) -> None:
+    """Raise Fenced when an attempt newer than ``attempt`` holds the job (None: no lease kept)."""
+    if attempt is None:
+        return
+    holder = lease_holder(storage)
+    if holder is not None and holder > attempt:
+        raise Fenced(f"{storage.uri}: attempt {holder} of job {storage.job_id} has started; "
+                     f"this driver (attempt {attempt}) stops")
+
+
+def claim_lease(storage: JobStorage, attempt: int) -> None:
+    """Make ``attempt`` the one driver that writes the job; Fenced if a newer one got there first.
+
+    The service numbers a job's attempts (its Ray submissions ``<job>-<attempt>``); an older
+    driver that outlived its head checks the lease before every write and stops.
+    """
+    check_lease(storage, attempt)
+    claim = {"attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "claimed_at": time.time()}
+    storage.write_text(LEASE_FILE, json.dumps(claim))
+
+
+def write_progress(storage: JobStorage, snapshot: dict[str, Any]) -> None:
+    """Replace the job's progress snapshot (``progress.json``) whole."""
+    storage.write_text(PROGRESS_FILE, json.dumps(snapshot, indent=1))
+
+
+def read_progress(storage: JobStorage) -> dict[str, Any] | None:
+    """The last progress snapshot of a job, or None before its driver wrote one."""
+    try:
+        return json.loads(storage.read_text(PROGRESS_FILE))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,8 +1,9 @@
 """The Ray Tune trainable: a thin adapter from a trial config to a library job.
 
-setup builds the job from ``config["trial"]``; each ``step`` runs one epoch and returns
-its metrics; checkpoints are the library's own state dicts, written every epoch; when the
-job is done the final result carries its result rows (JSON) and ``done=True``.
+setup builds the job from the :class:`~trials.config.TrialConfig` in ``config["trial"]``;
+each ``step`` runs one epoch and returns its metrics; checkpoints are the library's own
+state dicts, written every epoch; when the job is done the final result carries its
+result rows (JSON) and ``done=True``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ray import tune
 
 from adf_service.train import Runtime, load_checkpoint, save_checkpoint
 from adf_service.train.runtime import keep_freed_memory_in_heap
+from trials.config import TUNE_KEY, TrialConfig
 from trials.jobs import make_trial_job
 
 __all__ = ["StageTrainable"]
@@ -30,8 +32,12 @@ class StageTrainable(tune.Trainable):
     """One trial of any stage: baselines, search (+ its evaluation), random."""
 
     def setup(self, config: dict[str, Any]) -> None:
+        self.start(TrialConfig.from_dict(config[TUNE_KEY], "a Tune trial's config"))
+
+    def start(self, trial: TrialConfig) -> None:
+        """Build the trial's job (setup's work, for a subclass whose config is not a TrialConfig)."""
         keep_freed_memory_in_heap()
-        self.trial = config["trial"]
+        self.trial = trial
         self.runtime = Runtime()
         self.job = make_trial_job(self.trial, self.runtime)
         self.wall_started = time.time()
@@ -42,8 +48,8 @@ class StageTrainable(tune.Trainable):
         metrics = self.job.step()
         self.wall_seconds += time.perf_counter() - started
         metrics.update(
-            stage=self.trial["stage"],
-            trial_key=self.trial["trial_key"],
+            stage=self.trial.stage,
+            trial_key=self.trial.trial_key,
             pid=os.getpid(),
             node_id=ray.get_runtime_context().get_node_id(),
         )
@@ -58,7 +64,7 @@ class StageTrainable(tune.Trainable):
         save_checkpoint(
             Path(checkpoint_dir) / CHECKPOINT_FILE,
             "trial",
-            {"job": self.job.state_dict(), "wall_seconds": self.wall_seconds, "trial_key": self.trial["trial_key"]},
+            {"job": self.job.state_dict(), "wall_seconds": self.wall_seconds, "trial_key": self.trial.trial_key},
         )
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:

@@ -1,6 +1,6 @@
-"""extract.yaml: which backbone, checkpoint and input each modality stream uses (DESIGN §6).
+"""extract.yaml: which backbone, checkpoint and input each modality stream uses (docs/design.md §6).
 
-    frames: 64                   # segments sampled per clip (thesis §4.1.1)
+    frames: 64                   # segments sampled per clip (thesis §5.1.3)
     size: 112                    # frames resized to size×size
     dtype: float16               # storage dtype of the feature store
     rgb:  {arch: r2plus1d_50, checkpoint: ckpt/r2p1d50_K_200ep.pth}
@@ -174,8 +174,8 @@ class ExtractConfig(BaseModel):
     rgb: RgbSpec | None = None
     flow: FlowSpec | None = None
     pose: PoseSpec | None = None
-    frames: int = Field(N_SEGMENTS, ge=1)  # thesis §4.1.1: 64 segments, one frame each
-    size: int = Field(112, ge=1)  # thesis §4.1.1: frames resized to 112×112
+    frames: int = Field(N_SEGMENTS, ge=1)  # thesis §5.1.3: 64 segments, one frame each
+    size: int = Field(112, ge=1)  # thesis §5.1.3: frames resized to 112×112
     dtype: Literal["float16", "float32"] = "float16"  # the store's dtype
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from av.video.reformatter import VideoReformatter
 
 __all__ = ["FRAME_SIZE", "VideoDecodeError", "read_frames"]
 
-FRAME_SIZE = 112  # clips are resized to 112×112 before the backbones (thesis §4.1.1)
+FRAME_SIZE = 112  # clips are resized to 112×112 before the backbones (thesis §5.1.3)
 
 
 class VideoDecodeError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Optical flow: the 2-channel flow modality (DESIGN §6; thesis §4.1.1).
+"""Optical flow: the 2-channel flow modality (docs/design.md §6; thesis §4.1.1).
 
 The flow stream of the fusion network sees, at every sampled frame position ``i`` of a
 clip, the dense optical flow from frame ``i`` to frame ``i + 1``: channel 0 is the

@@ -1,4 +1,4 @@
-"""Videos → feature store: decode, sample, flow and pose, frozen backbones, in batches (DESIGN §1).
+"""Videos → feature store: decode, sample, flow and pose, frozen backbones, in batches (docs/design.md §1).
 
     index = dataset_index("hmdb51", "data/hmdb51/videos", "data/hmdb51/splits", split=1)
     report = extract_store(index, load_extract_config("extract.yaml"), "features/hmdb51-split1",
@@ -291,7 +291,7 @@ def _provenance(index: DatasetIndex, config: ExtractConfig, streams: dict[str, S
         "frames": config.frames,
         "size": config.size,
         "dtype": config.dtype,
-        "sampling": "thesis §4.1.1: loop to ≥ frames, trim to a multiple, one frame per segment; train view v "
+        "sampling": "thesis §5.1.3: loop to ≥ frames, trim to a multiple, one frame per segment; train view v "
                     "random per segment from view_rng(seed, clip_id, v), test one random offset (view 0)",
         "backbones": {m: s.provenance for m, s in streams.items()},
         "seed": seed,

@@ -1,4 +1,4 @@
-"""Pose: the 3-channel body-part modality (DESIGN §6; thesis §4.1.1), pluggable.
+"""Pose: the 3-channel body-part modality (docs/design.md §6; thesis §4.1.1), pluggable.
 
 The thesis' pose stream sees a body-part segmentation rendered as colours, one RGB image
 per sampled frame. No pose estimator that runs offline ships with this project (see

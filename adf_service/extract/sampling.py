@@ -1,4 +1,4 @@
-"""Frame sampling: which 64 frames of a clip the backbones see (thesis §4.1.1, DESIGN §6).
+"""Frame sampling: which 64 frames of a clip the backbones see (thesis §5.1.3, docs/design.md §6).
 
 A clip shorter than 64 frames is looped (repeated whole) until it has at least 64; then
 the fewest frames are trimmed, split between start and end, to make a multiple of 64; the
@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["N_SEGMENTS", "SegmentLayout", "check_clip", "sampled_frames", "segment_layout", "view_rng"]
 
-N_SEGMENTS = 64  # frames per sampled clip (thesis §4.1.1)
+N_SEGMENTS = 64  # frames per sampled clip (thesis §5.1.3)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from adf_service.train.runtime import Runtime
 
 __all__ = ["LAYERS", "Stream", "build_streams", "file_sha256"]
 
-LAYERS = ("layer3", "layer4")  # layer3 feeds the fusion network, layer4 the baselines (DESIGN §2)
+LAYERS = ("layer3", "layer4")  # layer3 feeds the fusion network, layer4 the baselines (docs/design.md §2)
 
 
 @dataclass

@@ -43,7 +43,7 @@ __all__ = [
     "evaluation_run",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")  # the BOHB stage's optimizer axis (DESIGN §5)
+OPTIMIZERS = ("sgd", "adam", "adamw")  # the BOHB stage's optimizer axis (docs/design.md §5)
 
 
 @dataclass(frozen=True)

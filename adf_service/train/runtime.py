@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
 import random
-import sys
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from adf_service.heap import keep_freed_memory_in_heap  # re-exported: its home has no torch
 
 __all__ = [
     "EpochRecord",
@@ -34,26 +34,6 @@ class TrainingDiverged(RuntimeError):
 
     def __reduce__(self):  # Ray ships exceptions between processes
         return type(self), (self.epoch, self.what)
-
-
-def keep_freed_memory_in_heap() -> None:
-    """Stop glibc from handing freed blocks back to the kernel after every training step.
-
-    On VMs that reclaim free guest memory eagerly (DAMON here), every re-faulted page is
-    expensive: CPU training steps were measured 10–100× slower (a 4 s search epoch took
-    160 s). Serving blocks up to 32 MiB from the heap (glibc's maximum) and never trimming
-    it avoids that, at the cost of keeping the process's peak heap. Linux/glibc only; a
-    no-op elsewhere. Called by the CLI, the benchmarks and the test suite.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    libc.mallopt(m_mmap_threshold, 32 * 2**20)
-    libc.mallopt(m_trim_threshold, 2**30)
 
 
 def seed_everything(seed: int) -> None:

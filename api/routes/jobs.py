@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Literal
+from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, ServicesDep, SessionDep
-from api.jobstore import count_running, find_by_key, get_job, hash_request, list_jobs
+from api.deps import CurrentUser, Services, ServicesDep, SessionDep
+from api.jobstore import count_running, echoed, find_by_key, get_job, hash_request, list_jobs
 from api.problems import Problem
 from api.schemas import JobOut, JobPage
-from api.service import accept_grid, cancel_job, reconcile, resume_job
+from api.service import DatasetRefused, accept_grid, cancel_job, reconcile, resume_job, server_spec
+from api.settings import Settings
+from api.status import JobStatus
 from trials.expand import ray_trial_counts
-from trials.gridfile import compose
-from trials.spec import GridSpec, GridSpecError, parse_grid, validate_grid
+from trials.spec import GridSpec, GridSpecError, parse_grid, parse_grid_json
 
 __all__ = ["grid_schemas", "router"]
 
@@ -41,7 +43,47 @@ def grid_schemas() -> dict[str, dict]:
     return {**defs, "GridSpec": schema}
 
 
-async def _read_grid(request: Request, limit: int) -> GridSpec:
+def _checked_grid(body: bytes, media: str, settings: Settings) -> tuple[GridSpec, str]:
+    """The grid as this service runs it (:func:`server_spec`) and the hash of the grid as sent.
+
+    Blocking (YAML, the store's manifest): runs in a worker thread, never on the event loop.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, "the body is not UTF-8 text") from None
+    try:
+        if media == "application/json":
+            spec = parse_grid_json(text, source="request body")
+        elif media in _YAML:
+            spec = parse_grid(text, source="request body")
+        else:
+            raise Problem(415, f"content type {echoed(media) if media else 'none'}: send application/json "
+                          "or application/yaml")
+    except GridSpecError as exc:
+        errors = [{"path": p.path, "message": p.message, "line": p.line} for p in exc.problems]
+        more = {"more_errors": exc.more} if exc.more else {}
+        if exc.unreadable:  # no document at all (syntax, a key given twice ...), not an invalid grid
+            kind = "JSON" if media == "application/json" else "YAML"
+            raise Problem(400, f"malformed {kind}: {exc}", errors=errors, **more) from None
+        detail = "the grid does not validate: " + "; ".join(f"{e['path'] or 'grid'}: {e['message']}" for e in errors)
+        if exc.more:
+            detail += f"; … and {exc.more:,} more problem{'s' * (exc.more != 1)}"
+        raise Problem(422, detail, errors=errors, **more) from None
+    size = sum(ray_trial_counts(spec).values())  # closed form: nothing is expanded yet
+    if size > settings.max_grid_trials:
+        raise Problem(422, f"the grid makes {size:,} trials, more than this service's limit of "
+                      f"{settings.max_grid_trials:,}", errors=[{"path": "", "message": "too many trials", "line": None}])
+    try:
+        placed = server_spec(spec, settings)
+    except DatasetRefused as exc:
+        raise Problem(422, str(exc), errors=[{"path": exc.path, "message": exc.message, "line": None}]) from None
+    return placed, hash_request(spec.model_dump(mode="json"))
+
+
+async def _read_grid(request: Request, services: Services) -> tuple[GridSpec, str]:
+    settings = services.settings
+    limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Problem(413, f"the body has {int(declared):,} bytes, more than the limit of {limit:,}")
@@ -49,28 +91,16 @@ async def _read_grid(request: Request, limit: int) -> GridSpec:
     if len(body) > limit:
         raise Problem(413, f"the body has {len(body):,} bytes, more than the limit of {limit:,}")
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Off the event loop (so /healthz and every other request go on), in threads of their own
+    # (so slow bodies cannot take the store's), within a time budget: a body that is still being
+    # read after parse_seconds is refused and its thread left to finish on its own.
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Problem(400, "the body is not UTF-8 text") from None
-    try:
-        if media == "application/json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise Problem(400, f"malformed JSON: {exc}") from None
-            return validate_grid(data, source="request body")
-        if media in _YAML:
-            try:
-                compose(text, "request body")
-            except GridSpecError as exc:
-                raise Problem(400, f"malformed YAML: {exc}") from None
-            return parse_grid(text, source="request body")
-    except GridSpecError as exc:
-        errors = [{"path": p.path, "message": p.message, "line": p.line} for p in exc.problems]
-        detail = "the grid does not validate: " + "; ".join(f"{e['path'] or 'grid'}: {e['message']}" for e in errors)
-        raise Problem(422, detail, errors=errors) from None
-    raise Problem(415, f"content type {media or 'none'!r}: send application/json or application/yaml")
+        with anyio.fail_after(settings.parse_seconds):
+            return await anyio.to_thread.run_sync(
+                _checked_grid, body, media, settings, abandon_on_cancel=True, limiter=services.parse_limiter)
+    except TimeoutError:
+        raise Problem(422, f"the grid took longer than {settings.parse_seconds:g} s to read and check; "
+                      "send a smaller one", errors=[{"path": "", "message": "too slow to read", "line": None}]) from None
 
 
 @router.post("", status_code=202, response_model=JobOut, openapi_extra=_GRID_BODY,
@@ -81,11 +111,7 @@ async def submit_job(
 ) -> JobOut:
     """Submit a grid; its Ray job starts at once. ``Idempotency-Key`` makes a retry safe."""
     settings = services.settings
-    spec = await _read_grid(request, settings.max_upload_bytes)
-    size = sum(ray_trial_counts(spec).values())
-    if size > settings.max_grid_trials:
-        raise Problem(422, f"the grid makes {size:,} trials, more than this service's limit of "
-                      f"{settings.max_grid_trials:,}", errors=[{"path": "", "message": "too many trials", "line": None}])
+    spec, request_hash = await _read_grid(request, services)
     # The store and the Ray Jobs API block: off the event loop, or every other request waits (and
     # a pool connection awaited here, held by requests parked on the loop, is never freed).
     # A retried submission that already made its job is a replay, never refused by the cap.
@@ -96,7 +122,7 @@ async def submit_job(
                       "jobs, the most allowed: wait for one to end or cancel one")
     job, created = await run_in_threadpool(
         accept_grid, session, services.ray, settings, owner=user, spec=spec,
-        request_hash=hash_request(spec.model_dump(mode="json")), idempotency_key=idempotency_key,
+        request_hash=request_hash, idempotency_key=idempotency_key,
     )
     base = (settings.public_url or "").rstrip("/")
     response.headers["Location"] = f"{base}/v1/jobs/{job.id}"
@@ -108,7 +134,7 @@ async def submit_job(
 @router.get("", response_model=JobPage)
 def jobs(
     user: CurrentUser, services: ServicesDep, session: SessionDep,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> JobPage:

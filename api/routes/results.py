@@ -16,29 +16,34 @@ import pyarrow.parquet as pq
 from anyio import to_thread
 from fastapi import APIRouter, Query, Response
 
+from adf_service.space import CELLS_RANGE, DISCRETIZATIONS, INPUTS_RANGE, OPERATOR_SETS
 from api.deps import CurrentUser, CurrentViewer, ServicesDep, SessionDep
 from api.jobstore import get_job, get_trial, list_trials
 from api.problems import Problem
 from api.schemas import BestOut, TrialOut, TrialPage
-from api.service import bohb_best
-from trials.results import RESULT_SCHEMA, STAGES, best_evaluation
+from trials.results import RESULT_SCHEMA, STAGES, TRIAL_STATUSES, best_evaluation, bohb_best
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["results"])
 
-Stage = Literal["baselines", "search", "evaluation", "random", "bohb"]
+# The query enums and bounds, from the one place each is defined (a new operator set or
+# stage shows in the API, its OpenAPI schema and the 422 messages by itself).
+Stage = Literal[STAGES]  # type: ignore[valid-type]
+OperatorSet = Literal[tuple(OPERATOR_SETS)]  # type: ignore[valid-type]
+Discretization = Literal[DISCRETIZATIONS]  # type: ignore[valid-type]
+TrialStatus = Literal[TRIAL_STATUSES]  # type: ignore[valid-type]
 
 
 @router.get("/trials", response_model=TrialPage)
 async def trials(
     job_id: str, viewer: CurrentViewer, services: ServicesDep,
     stage: Stage | None = None,
-    operators: Literal["S1", "S2"] | None = None,
-    discretization: Literal["all", "topk"] | None = None,
-    n_inputs: Annotated[int | None, Query(ge=1, le=3)] = None,
-    n_cells: Annotated[int | None, Query(ge=1, le=4)] = None,
-    status: Literal["succeeded", "failed"] | None = None,
+    operators: OperatorSet | None = None,
+    discretization: Discretization | None = None,
+    n_inputs: Annotated[int | None, Query(ge=min(INPUTS_RANGE), le=max(INPUTS_RANGE))] = None,
+    n_cells: Annotated[int | None, Query(ge=min(CELLS_RANGE), le=max(CELLS_RANGE))] = None,
+    status: TrialStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> Response:

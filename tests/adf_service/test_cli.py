@@ -5,9 +5,9 @@ import random
 
 from typer.testing import CliRunner
 
-from adf_service.cli import app
 from adf_service.genotype import random_genotype
 from adf_service.space import SearchSpace
+from api.cli import app
 
 runner = CliRunner()
 

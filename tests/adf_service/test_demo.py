@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from adf_service.cli import app
 from adf_service.demo import DemoSettings, run_demo
+from api.cli import app
 
 
 def test_searched_fusion_beats_late_fusion_on_a_small_demo(tmp_path):

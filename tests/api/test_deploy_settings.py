@@ -8,6 +8,7 @@ import httpx
 from api.app import create_app
 from api.runner import RayJobs
 from api.settings import Settings
+from api.testing import unrunnable_store
 from tests.api.live import UNRUNNABLE_GRID
 
 
@@ -15,6 +16,7 @@ def test_public_urls_and_the_driver_command_reach_the_answers_and_the_ray_job(ra
     settings = Settings(data_dir=tmp_path, ray_address=ray_dashboard, auth="local",
                         public_url="https://adf.example.org/", dashboard_url="https://ray.example.org:8443",
                         driver_command="/bin/echo")  # the "driver" only prints its arguments
+    unrunnable_store(tmp_path)
     app = create_app(settings, reconcile_every=3600)
 
     async def submit() -> httpx.Response:

@@ -3,7 +3,6 @@ import re
 import threading
 import time
 from datetime import timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -28,53 +27,8 @@ from api.jobstore import (
     set_status,
 )
 from api.models import JOB_STATUSES, Job, TrialRow
+from tests.helpers.jobs import ROOT, result_row, submit
 from trials.results import RESULT_SCHEMA, read_table, write_tables
-
-ROOT = Path("/srv/adf/runs")
-
-
-def submit(s, owner, name="grid", *, key=None, body="{}", n_trials=10):
-    return create_job(
-        s,
-        owner=owner,
-        name=name,
-        spec_json=body,
-        request_hash=f"hash-of-{body}",
-        n_trials=n_trials,
-        storage_root=ROOT,
-        idempotency_key=key,
-    )
-
-
-def result_row(i: int, stage: str = "search", **overrides):
-    row = {
-        "job": "ignored",
-        "stage": stage,
-        "trial_id": f"t{i:05d}",
-        "trial_key": f"{stage}-S{1 + i % 2}-r{i}",
-        "operators": f"S{1 + i % 2}",
-        "discretization": ("all", "topk")[i // 2 % 2],
-        "n_inputs": 1 + i % 3,
-        "n_cells": 1 + i % 4,
-        "modalities": "rgb+flow+pose",
-        "repeat": i % 6,
-        "seed": 2**40 + i,
-        "best_epoch": 3,
-        "val_loss": 0.5,
-        "val_top1": 70.0,
-        "test_top1": 71.25,
-        "fusion_params": 117_000_000,
-        "total_params": 5_000_000_000 + i,
-        "genotype": "{}",
-        "config": "{}",
-        "wall_seconds": 1.5,
-        "device": "node-1 cuda:0",
-        "status": "succeeded",
-        "error": None,
-    }
-    row.update(overrides)
-    return row
-
 
 # --- create / get / list ---------------------------------------------------------------------
 

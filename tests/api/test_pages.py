@@ -13,7 +13,7 @@ from api.pages import TrialPages
 from api.runner import RayJobs
 from api.schemas import TrialOut, TrialPage
 from api.settings import Settings
-from tests.api.test_jobstore import result_row, submit
+from tests.helpers.jobs import result_row, submit
 
 
 class Clock:

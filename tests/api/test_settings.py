@@ -36,7 +36,7 @@ def test_defaults_keep_everything_under_the_expanded_data_dir(tmp_path):
     assert settings.db_url == f"sqlite:///{tmp_path / 'home' / '.adf-service' / 'jobs.db'}"
     assert settings.storage_dir == str(tmp_path / "home" / ".adf-service" / "runs")
     assert (settings.auth, settings.host, settings.port) == ("tokens", "127.0.0.1", 8000)
-    assert (settings.max_grid_trials, settings.max_upload_bytes) == (2000, 1_000_000)
+    assert (settings.max_grid_trials, settings.max_upload_bytes) == (2000, 65_536)
     assert settings.public_url is None and settings.ray_address is None
 
 

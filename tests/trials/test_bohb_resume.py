@@ -1,4 +1,4 @@
-"""BOHB's save/restore has had bugs (ray#39900, DESIGN §8): a BOHB stage whose driver dies
+"""BOHB's save/restore has had bugs (ray#39900, docs/design.md §8): a BOHB stage whose driver dies
 mid-stage resumes with ``run_grid(resume=True)`` and ends with every sample's row."""
 
 import subprocess

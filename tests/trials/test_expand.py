@@ -50,6 +50,20 @@ def test_bohb_samples_follow_the_hyperband_bracket_formula():
     assert bohb_samples(1, 27, 3, 1) == 27  # budgets exactly a power of eta: s_max = 3
 
 
+def test_bohb_samples_is_closed_form_for_any_number_of_iterations():
+    def by_iteration(lo: int, hi: int, eta: int, iterations: int) -> int:  # HyperBand's loop, spelt out
+        s_max = 0
+        while lo * eta ** (s_max + 1) <= hi:
+            s_max += 1
+        return sum(-(-(s_max + 1) * eta ** (s_max - i % (s_max + 1)) // (s_max - i % (s_max + 1) + 1))
+                   for i in range(iterations))
+
+    for lo, hi, eta, iterations in [(2, 70, 3, 17), (1, 81, 3, 23), (1, 100, 2, 40), (5, 5, 3, 7), (1, 3, 4, 9)]:
+        assert bohb_samples(lo, hi, eta, iterations) == by_iteration(lo, hi, eta, iterations)
+    # 10**18 iterations (an outside probe's grid hung the server expanding them one by one): 49 per cycle of 4.
+    assert bohb_samples(2, 70, 3, 10**18) == 10**18 // 4 * 49
+
+
 def test_samples_overrides_and_disabled_stages_count_zero():
     spec = parse_grid(
         "name: x\ndataset: {store: s}\n"
@@ -63,42 +77,42 @@ def test_samples_overrides_and_disabled_stages_count_zero():
 def test_expansion_is_deterministic_and_keys_are_unique(thesis):
     trials = all_trials(thesis)
     assert trials == all_trials(load_grid(EXAMPLES / "grid-thesis.yaml"))
-    assert len({t["trial_key"] for t in trials}) == len(trials) == 42 + 288 + 288
+    assert len({t.trial_key for t in trials}) == len(trials) == 42 + 288 + 288
 
 
 def test_trial_seed_is_crc32_of_grid_seed_and_trial_key(thesis):
     first = search_trials(thesis)[0]
-    assert first["trial_key"] == "search-S1-all-I1-C1-r0"
-    assert first["seed"] == zlib.crc32(b"0/search-S1-all-I1-C1-r0") & 0x7FFFFFFF == 2_036_333_066
-    assert trial_seed(0, "search-S1-all-I1-C1-r0") == first["seed"]
-    assert all(0 <= t["seed"] < 2**31 for t in all_trials(thesis))
+    assert first.trial_key == "search-S1-all-I1-C1-r0"
+    assert first.seed == zlib.crc32(b"0/search-S1-all-I1-C1-r0") & 0x7FFFFFFF == 2_036_333_066
+    assert trial_seed(0, "search-S1-all-I1-C1-r0") == first.seed
+    assert all(0 <= t.seed < 2**31 for t in all_trials(thesis))
 
 
 def test_seeds_differ_between_repeats_and_trials_and_follow_the_grid_seed(thesis):
     trials = all_trials(thesis)
-    assert len({t["seed"] for t in trials}) == len(trials)
-    by_key = {t["trial_key"]: t["seed"] for t in trials}
+    assert len({t.seed for t in trials}) == len(trials)
+    by_key = {t.trial_key: t.seed for t in trials}
     assert by_key["search-S2-all-I2-C2-r0"] != by_key["search-S2-all-I2-C2-r1"]
     reseeded = thesis.model_copy(update={"seed": 1})
-    assert search_trials(reseeded)[0]["seed"] != search_trials(thesis)[0]["seed"]
+    assert search_trials(reseeded)[0].seed != search_trials(thesis)[0].seed
 
 
 def test_a_trials_seed_does_not_depend_on_the_rest_of_the_grid(thesis):
     narrow = parse_grid(
         "name: y\ndataset: {store: t}\nspace: {operators: [S2], inputs: [2], cells: [2]}\nrepeats: 2\n"
     )
-    wide = {t["trial_key"]: t["seed"] for t in search_trials(thesis)}
-    assert all(wide[t["trial_key"]] == t["seed"] for t in search_trials(narrow))
+    wide = {t.trial_key: t.seed for t in search_trials(thesis)}
+    assert all(wide[t.trial_key] == t.seed for t in search_trials(narrow))
 
 
 def test_trials_run_repeat_by_repeat_so_the_first_pass_covers_every_setting(thesis):
     first_pass = search_trials(thesis)[:48]
-    assert {t["repeat"] for t in first_pass} == {0}
-    assert len({setting_key(**t["setting"]) for t in first_pass}) == 48
+    assert {t.repeat for t in first_pass} == {0}
+    assert len({setting_key(**t.setting.to_dict()) for t in first_pass}) == 48
 
 
 def test_search_trial_shape(thesis):
-    trial = next(t for t in search_trials(thesis) if t["trial_key"] == "search-S2-all-I2-C2-r3")
+    trial = next(t for t in search_trials(thesis) if t.trial_key == "search-S2-all-I2-C2-r3").to_dict()
     assert trial["setting"] == {"operators": "S2", "discretization": "all", "n_inputs": 2, "n_cells": 2}
     assert (trial["stage"], trial["repeat"], trial["store"], trial["modalities"]) == (
         "search", 3, "features/hmdb51-split1", None,
@@ -110,13 +124,14 @@ def test_search_trial_shape(thesis):
 
 def test_random_trials_have_the_search_trials_shape(thesis):
     for searched, drawn in zip(search_trials(thesis), random_trials(thesis)):
+        searched, drawn = searched.to_dict(), drawn.to_dict()
         assert drawn["stage"] == "random" and drawn["trial_key"] == "random" + searched["trial_key"][6:]
         assert set(drawn) == set(searched) and drawn["setting"] == searched["setting"]
         assert drawn["seed"] != searched["seed"]
 
 
 def test_baseline_trials_name_their_combo(thesis):
-    trial = next(t for t in baseline_trials(thesis) if t["trial_key"] == "baselines-R+F-r0")
+    trial = next(t for t in baseline_trials(thesis) if t.trial_key == "baselines-R+F-r0").to_dict()
     assert (trial["stage"], trial["modalities"], trial["combo"], trial["repeat"]) == (
         "baselines", ["rgb", "flow"], "R+F", 0,
     )
@@ -126,7 +141,7 @@ def test_baseline_trials_name_their_combo(thesis):
 def test_configs_are_plain_json_and_fit_the_library_configs(thesis):
     smoke = load_grid(EXAMPLES / "grid-smoke.yaml")
     for spec in (thesis, smoke):
-        trials = all_trials(spec)
+        trials = [t.to_dict() for t in all_trials(spec)]  # what Ray Tune gets
         assert json.loads(json.dumps(trials)) == trials  # no tuples, numpy scalars or other non-JSON types
         for t in trials:
             if t["stage"] == "baselines":

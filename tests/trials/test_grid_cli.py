@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-from trials.cli import app
+from api.cli import app
 
 runner = CliRunner()
 

@@ -20,7 +20,7 @@ evaluation: {{epochs: 2, batch_size: 16, lr: 0.05}}
 baselines: {{combos: [[rgb, flow, pose], [rgb]], repeats: 1, training: {{epochs: 2, batch_size: 16, lr: 0.05}}}}
 random: {{repeats: 1}}
 bohb: {{samples: 3, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1}}
-resources: {{gpus_per_trial: {gpus}, cpus_per_trial: 1}}
+resources: {{gpus_per_trial: {gpus}, cpus_per_trial: 1, allow_cpu_fallback: true}}
 seed: 5
 storage: {storage}
 """
@@ -38,7 +38,7 @@ def grid(store, storage, gpus=1):
 
 
 def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store, tmp_path):
-    # gpus_per_trial: 1 on a cluster with no GPU runs the trials on CPUs.
+    # gpus_per_trial: 1 on a cluster with no GPU runs the trials on CPUs (allow_cpu_fallback).
     outcome = run_grid(grid(store, tmp_path), job_id="job1", show_progress=False)
     tables = {stage: pq.read_table(outcome.tables[stage]).to_pylist() for stage in STAGES}
     assert {s: len(rows) for s, rows in tables.items()} == {
@@ -131,6 +131,17 @@ run_grid(parse_grid(open(sys.argv[2]).read()), job_id="resumed", show_progress=F
 """
 
 
+class FirstProgress(ray.tune.Callback):
+    """What progress.json says when Tune takes its first step."""
+
+    def __init__(self, path):
+        self.path, self.stages = path, None
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.stages is None:
+            self.stages = json.loads(self.path.read_text())["stages"]
+
+
 def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, store, tmp_path):
     import subprocess
     import sys
@@ -148,11 +159,22 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
     deadline = time.time() + 120
     while not list(job_dir.glob("search-*/checkpoint_000001")) and time.time() < deadline:
         time.sleep(0.2)
+    while time.time() < deadline and not any(  # the dead driver's snapshot counts a finished trial
+            s["succeeded"] for s in json.loads((job_dir / "progress.json").read_text())["stages"].values()):
+        time.sleep(0.2)
     driver.kill()  # the driver dies mid-job (by its pid)
     driver.wait()
     assert not (job_dir / "results").exists()
+    before = json.loads((job_dir / "progress.json").read_text())["stages"]
 
-    resumed = run_grid(spec, job_id="resumed", resume=True, show_progress=False)
+    first_seen = FirstProgress(job_dir / "progress.json")
+    resumed = run_grid(spec, job_id="resumed", resume=True, show_progress=False, callbacks=[first_seen])
+    # The resumed driver starts from the counts the dead one wrote, not from zeros (issue 11 item 5),
+    # and ends with the counts of its tables.
+    for stage, counts in before.items():
+        assert first_seen.stages[stage]["succeeded"] >= counts["succeeded"], (stage, first_seen.stages, before)
+    final = json.loads((job_dir / "progress.json").read_text())
+    assert final["finished"] and {s: c["succeeded"] for s, c in final["stages"].items()} == {"baselines": 2, "search": 2}
     for stage in ("baselines", "search", "evaluation"):
         a = {r["trial_key"]: r for r in pq.read_table(clean.tables[stage]).to_pylist()}
         b = {r["trial_key"]: r for r in pq.read_table(resumed.tables[stage]).to_pylist()}
@@ -164,8 +186,7 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
 
 
 def test_a_file_uri_storage_gets_every_table_and_a_finished_progress_snapshot(local_ray, store, tmp_path):
-    from trials.progress import read_progress
-    from trials.storage import JobStorage
+    from trials.storage import JobStorage, read_progress
 
     spec = grid(store, f"file://{tmp_path}/uri-store").model_copy(update={})
     spec = spec.model_copy(update={

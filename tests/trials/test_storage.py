@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from trials.results import RESULT_SCHEMA, read_table, write_tables
-from trials.storage import JobStorage, StorageError
+from trials.storage import PROGRESS_FILE, JobStorage, StorageError, read_progress, write_progress
 
 
 def test_a_relative_path_is_resolved_so_trials_in_other_directories_find_it(tmp_path, monkeypatch):
@@ -53,3 +53,14 @@ def test_at_finds_a_job_from_its_own_directory_path_or_uri(tmp_path):
     assert (by_uri.root_uri, by_uri.job_id, by_uri.path) == (f"file://{tmp_path}/runs", "job", f"{tmp_path}/runs/job")
     by_path = JobStorage.at(tmp_path / "runs" / "job")
     assert by_path.is_local and by_path.uri == f"{tmp_path}/runs/job"
+
+
+def test_the_progress_snapshot_is_none_until_written_then_read_back_whole(tmp_path):
+    storage = JobStorage.of(f"file://{tmp_path}", "job")
+    storage.create()
+    assert read_progress(storage) is None
+    snapshot = {"stages": {"search": {"total": 4, "succeeded": 1}}, "finished": False}
+    write_progress(storage, snapshot)
+    assert read_progress(storage) == snapshot and storage.exists(PROGRESS_FILE)
+    storage.write_text(PROGRESS_FILE, "{half")  # never written so, but a reader must not fail on it
+    assert read_progress(storage) is None

@@ -1,4 +1,4 @@
-"""Frozen pre-trained 3D CNN backbones: one per modality stream (thesis §4.1.2, DESIGN §2).
+"""Frozen pre-trained 3D CNN backbones: one per modality stream (thesis §4.1.2, docs/design.md §2).
 
     model = create_backbone("r2plus1d_50", in_channels=3)
     load_backbone_checkpoint(model, "r2p1d50_K_200ep.pth")

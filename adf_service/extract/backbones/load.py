@@ -1,4 +1,4 @@
-"""Load a user-supplied Kinetics checkpoint (``.pth``) into a backbone, strictly (DESIGN §6).
+"""Load a user-supplied Kinetics checkpoint (``.pth``) into a backbone, strictly (docs/design.md §6).
 
 What the public checkpoints look like (3D-ResNets-PyTorch ``main.py``, MARS ``train.py``):
 ``{"epoch": int, "arch": str, "state_dict": {...}, "optimizer": {...}[, "scheduler": {...}]}``

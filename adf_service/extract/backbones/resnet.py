@@ -11,7 +11,7 @@
   ``cardinality · ⌊planes/32⌋`` grouped channels in the middle conv. The ResNeXt class on
   the repo's master (2020) is *not* this layout: it inherits a stem of 128 channels and
   passes ``n_classes`` where ``widen_factor`` goes, so its parameters fit none of the
-  published ResNeXt checkpoints (DESIGN §8).
+  published ResNeXt checkpoints (docs/design.md §8).
 """
 
 from __future__ import annotations

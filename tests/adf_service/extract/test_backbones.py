@@ -22,7 +22,7 @@ from adf_service.extract.backbones import (
 )
 
 SMALL_CLIP = (16, 32, 32)
-# DESIGN §2: layer3 / layer4 [C, T, H, W] for a 64×112×112 clip.
+# docs/design.md §2: layer3 / layer4 [C, T, H, W] for a 64×112×112 clip.
 DESIGN_SHAPES = {
     "r2plus1d_50": {"layer3": (1024, 8, 7, 7), "layer4": (2048, 4, 4, 4)},
     "resnext3d_101": {"layer3": (1024, 8, 7, 7), "layer4": (2048, 4, 4, 4)},

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adf_service.cli import app
 from adf_service.extract import write_toy_dataset
 from adf_service.extract.backbones import backbone_output_shapes
 from adf_service.features import FeatureStore
+from api.cli import app
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Frame sampling (DESIGN §6): loop short clips, trim to a multiple of 64, 64 segments."""
+"""Frame sampling (docs/design.md §6): loop short clips, trim to a multiple of 64, 64 segments."""
 
 from __future__ import annotations
 
