@@ -3,11 +3,13 @@
 A genotype is data. Per cell, per hidden node, the kept edges as ``(input index, op)``,
 where input index 0..I−1 are the cell's input nodes (0 = previous cell, or the stem) and
 I+k is hidden node k. It round-trips through JSON, validates what it loads, and renders as
-text or as a Graphviz cell diagram (thesis fig. 9).
+text or as a Graphviz cell diagram (thesis fig. 9). Besides discretized and random ones,
+control genotypes put one operator on every edge (``all_skip``, ``all_conv_1x1x1``, …).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from collections.abc import Sequence
@@ -32,6 +34,8 @@ __all__ = [
     "FORMAT",
     "Genotype",
     "GenotypeError",
+    "control_genotype",
+    "control_names",
     "discretize",
     "random_genotype",
 ]
@@ -54,7 +58,8 @@ class Genotype:
     operators: str
     n_inputs: int
     cells: tuple[Cell, ...]
-    discretization: str | None = None  # how it was made: all | topk | random-all | random-topk
+    # how it was made: all | topk | random-all | random-topk | control-all | control-topk
+    discretization: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -223,7 +228,7 @@ def discretize(
     """Derive a genotype from α (``[M, n_ops]`` per cell) and β (``[M]`` per cell).
 
     Strength of op o on edge (i, j) = softmax(α_ij)_o · softmax(β_j)_i, ``zero`` never
-    chosen (DESIGN §4). ``all`` keeps every edge with its strongest op; ``topk`` keeps each
+    chosen (docs/design.md §4). ``all`` keeps every edge with its strongest op; ``topk`` keeps each
     node's I strongest edges (edge strength = its best op's strength).
     """
     if method not in DISCRETIZATIONS:
@@ -265,3 +270,65 @@ def random_genotype(space: SearchSpace, method: str, rng: random.Random) -> Geno
             nodes.append(tuple((s, rng.choice(ops)) for s in sources))
         cells.append(tuple(nodes))
     return Genotype(space.operators, space.n_inputs, tuple(cells), discretization=f"random-{method}")
+
+
+# --- controls -------------------------------------------------------------------------------
+# Fixed genotypes that put one operator on every kept edge: they answer "does operator choice
+# matter on this data at all?" (issue 12). all_skip and all_conv_1x1x1 come first: they leave
+# only the cell's plumbing (input nodes ReLU → 1×1×1 → BN, sums, concat), nothing that looks at
+# neighbouring positions; then one control per other operator of the set, in table order.
+
+
+def control_names(space: SearchSpace) -> tuple[str, ...]:
+    """The control genotypes of a setting: ``all_<op>`` for every op of its set but ``zero``.
+
+    A control exists only for an operator of the setting's set (a genotype may hold no
+    other); both thesis sets (tables 1 and 2) hold ``skip`` and ``conv_1x1x1``, so
+    ``all_skip`` and ``all_conv_1x1x1`` exist in every setting. Order: those two, then the
+    rest in the set's order, e.g. S2: all_skip, all_conv_1x1x1, all_sep_conv_3x3x3,
+    all_conv_2plus1d_3x3x3_narrow, all_flat_conv_3x3x3.
+    """
+    ops = [op for op in space.op_names if op != "zero"]
+    first = [op for op in ("skip", "conv_1x1x1") if op in ops]
+    return tuple(f"all_{op}" for op in first + [op for op in ops if op not in first])
+
+
+def _control_sources(n_inputs: int, node: int, method: str) -> tuple[int, ...]:
+    """The inputs of hidden node ``node`` that a control keeps, in index order.
+
+    ``all``: every predecessor, as in :func:`discretize`. ``topk``: the node's I nearest
+    predecessors: the latest hidden nodes first, then the cell's inputs from the previous
+    cell backwards. With I = 1 the cell is the chain input → node0 → … → node3; in general
+    node0 reads every input, node j ≥ 1 reads node j−1, and the longest path through the
+    cell (its reach for a 3×3×3 op) is as long as in the ``all`` cell, so a ``topk`` control
+    differs from its ``all`` twin in width, not in depth.
+    """
+    if method not in DISCRETIZATIONS:
+        raise GenotypeError(f"discretization {method!r} not in {set(DISCRETIZATIONS)}")
+    if method == "all":
+        return tuple(range(n_inputs + node))
+    nearest = [n_inputs + k for k in reversed(range(node))] + list(range(n_inputs))
+    return tuple(sorted(nearest[:n_inputs]))
+
+
+def control_genotype(space: SearchSpace, method: str, name: str) -> Genotype:
+    """The control genotype ``name`` (one of :func:`control_names`) for a setting.
+
+    Every kept edge (:func:`_control_sources`) carries the one operator the name gives;
+    every cell is the same. ``discretization`` records ``control-all`` or ``control-topk``.
+    """
+    names = control_names(space)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise GenotypeError(
+            f"control genotype {name!r} not among the controls of operator set {space.operators} "
+            f"({', '.join(names)}){hint}"
+        )
+    op = name.removeprefix("all_")
+    cell = tuple(
+        tuple((s, op) for s in _control_sources(space.n_inputs, j, method)) for j in range(N_NODES)
+    )
+    return Genotype(
+        space.operators, space.n_inputs, (cell,) * space.n_cells, discretization=f"control-{method}"
+    )

@@ -8,6 +8,7 @@ its ``config`` column (:meth:`TrialConfig.to_json`). A field a stage does not us
 and is left out of the dict, so each stage's dict has exactly its own keys:
 
 - search, random: setting, channels, partial_k, search, evaluation (thesis §5.2.1–5.2.2);
+- controls: setting, channels, partial_k, evaluation, control (the fixed genotype's name);
 - baselines: combo, training (§5.2.3);
 - bohb: setting, channels, partial_k, genotype, evaluation (``epochs`` = the largest
   budget), min_epochs (§5.3.1, table 5).
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["BOHB_HYPERPARAMETERS", "STAGES", "TRIAL_STAGES", "TUNE_KEY", "Setting", "TrialConfig"]
 
-STAGES = ("baselines", "search", "evaluation", "random", "bohb")  # the result tables, in the order they run
+STAGES = ("baselines", "search", "evaluation", "random", "controls", "bohb")  # the result tables, in the order they run
 TRIAL_STAGES = tuple(s for s in STAGES if s != "evaluation")  # an evaluation runs inside its search trial
 TUNE_KEY = "trial"  # where a grid trial's Tune config holds its TrialConfig dict
 # What BOHB samples for a trial's evaluation training (thesis §5.3.1, table 5); the rest is the best run's.
@@ -70,6 +71,7 @@ class TrialConfig:
     combo: str | None = None  # a baseline's modality combo, e.g. R+F
     training: dict[str, Any] | None = None  # TrainConfig's fields for a baseline
     min_epochs: int | None = None  # BOHB: its smallest budget, HyperBand's unit
+    control: str | None = None  # controls: the fixed genotype's name (adf_service.genotype.control_names)
 
     def __post_init__(self) -> None:
         if self.stage not in TRIAL_STAGES:

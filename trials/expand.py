@@ -1,7 +1,7 @@
 """Grid → trial configs: one :class:`~trials.config.TrialConfig` per trial, in a fixed order (no Ray here).
 
 Each stage has one function (:func:`baseline_trials`, :func:`search_trials`,
-:func:`random_trials`); :func:`stage_counts` says how many trials each stage makes without
+:func:`random_trials`, :func:`control_trials`); :func:`stage_counts` says how many trials each stage makes without
 building them. A trial's seed depends only on the grid's ``seed`` and the trial's key
 (:func:`trial_seed`), so adding a setting or a repeat to a grid leaves every other trial's
 seed as it was. Trials are ordered repeat by repeat: the first pass covers every setting
@@ -14,14 +14,20 @@ import itertools
 import zlib
 from typing import TYPE_CHECKING
 
+from adf_service.genotype import control_names
 from adf_service.modalities import combo_name
+from adf_service.space import OPERATOR_SETS, SearchSpace
 from trials.config import Setting, TrialConfig
 
 if TYPE_CHECKING:
     from trials.spec import GridSpec
 
 __all__ = [
+    "EVERY_CONTROL",
+    "all_control_names",
     "baseline_trials",
+    "control_trials",
+    "setting_controls",
     "bohb_samples",
     "random_trials",
     "ray_trial_counts",
@@ -91,6 +97,45 @@ def random_trials(spec: GridSpec) -> list[TrialConfig]:
     return _setting_trials(spec, "random", spec.random.repeats) if spec.random.enabled else []
 
 
+EVERY_CONTROL = "every"  # controls.genotypes: [every] runs each setting's every control genotype
+
+
+def _controls_of(operators: str) -> tuple[str, ...]:
+    return control_names(SearchSpace(operators, 1, 1, channels=4, partial_k=1))
+
+
+def all_control_names() -> tuple[str, ...]:
+    """Every control genotype's name over the operator sets, each once, in the sets' order."""
+    return tuple(dict.fromkeys(name for ops in OPERATOR_SETS for name in _controls_of(ops)))
+
+
+def setting_controls(spec: GridSpec, setting: Setting) -> list[str]:
+    """The control genotypes a setting runs: the grid's names that its operator set has."""
+    own = _controls_of(setting.operators)
+    wanted = spec.controls.genotypes
+    return list(own) if EVERY_CONTROL in wanted else [name for name in wanted if name in own]
+
+
+def control_trials(spec: GridSpec) -> list[TrialConfig]:
+    """Fixed genotypes per setting × repeat, evaluated like a searched one; the trainable builds the
+    genotype from ``control`` (adf_service.genotype.control_genotype)."""
+    if not spec.controls.enabled:
+        return []
+    trials = []
+    for repeat in range(spec.controls.repeats):
+        for setting in settings(spec):
+            for name in setting_controls(spec, setting):
+                key = f"controls-{name}-{setting_key(**setting.to_dict())}-r{repeat}"
+                trials.append(TrialConfig(
+                    stage="controls", trial_key=key, setting=setting, repeat=repeat,
+                    seed=trial_seed(spec.seed, key), store=spec.dataset.store,
+                    modalities=tuple(spec.dataset.modalities) if spec.dataset.modalities else None,
+                    channels=spec.space.channels, partial_k=spec.space.partial_k,
+                    evaluation=spec.evaluation.model_dump(), control=name,
+                ))
+    return trials
+
+
 def baseline_trials(spec: GridSpec) -> list[TrialConfig]:
     """Stage 1: one late-fusion baseline per modality combo × repeat (thesis §5.2.3)."""
     baselines = spec.baselines
@@ -143,6 +188,11 @@ def stage_counts(spec: GridSpec) -> dict[str, int]:
         "search": n_settings * spec.repeats,
         "evaluation": n_settings * spec.repeats,
         "random": n_settings * spec.random.repeats if spec.random.enabled else 0,
+        "controls": (
+            sum(len(setting_controls(spec, s)) for s in settings(spec)) * spec.controls.repeats
+            if spec.controls.enabled
+            else 0
+        ),
         "bohb": (
             (bohb.samples or bohb_samples(bohb.min_epochs, bohb.max_epochs, bohb.eta, bohb.iterations))
             if bohb.enabled

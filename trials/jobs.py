@@ -17,7 +17,7 @@ from typing import Any
 
 from adf_service.features.dataset import ClipSet
 from adf_service.features.store import FeatureStore
-from adf_service.genotype import Genotype, random_genotype
+from adf_service.genotype import Genotype, control_genotype, random_genotype
 from adf_service.space import SearchSpace
 from adf_service.train import (
     Runtime,
@@ -68,7 +68,7 @@ def _metrics(phase: str, record: EpochRecord) -> dict[str, Any]:
 
 
 class TrainJob:
-    """A from-scratch training: a late-fusion baseline, or a random genotype's evaluation."""
+    """A from-scratch training: a late-fusion baseline, or a random, control or BOHB genotype's evaluation."""
 
     def __init__(self, config: TrialConfig, runtime: Runtime):
         self.config = config
@@ -81,6 +81,8 @@ class TrainJob:
             return
         if config.stage == "bohb":  # BOHB: the best genotype, with sampled hyper-parameters
             self.genotype = Genotype.from_json(config.genotype, where=config.trial_key)
+        elif config.stage == "controls":  # a fixed genotype: every kept edge one operator
+            self.genotype = control_genotype(_space(config), config.setting.discretization, config.control)
         else:  # random: a genotype drawn from the trial's seed
             method = config.setting.discretization
             self.genotype = random_genotype(_space(config), method, random.Random(config.seed))
@@ -206,7 +208,7 @@ def make_trial_job(
 ) -> SettingJob | TrainJob:
     """The job a trial config (or its dict) describes.
 
-    search → SettingJob; baselines, random, bohb → TrainJob.
+    search → SettingJob; baselines, random, controls, bohb → TrainJob.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.from_dict(config)

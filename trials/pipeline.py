@@ -1,7 +1,7 @@
 """The job driver: a grid spec → Ray Tune trials → Parquet result tables.
 
-Baselines, searches (each followed at once by its evaluation, in the same trial) and
-random architectures run as one Tune experiment, so every free slot takes the next
+Baselines, searches (each followed at once by its evaluation, in the same trial), random
+architectures and control genotypes run as one Tune experiment, so every free slot takes the next
 trial whatever its stage. Every trial checkpoints each epoch; failed trials are retried
 from their last checkpoint (``FailureConfig``); a job whose driver died resumes with
 ``Tuner.restore`` (``adf-service run --resume JOB``).
@@ -26,7 +26,14 @@ from ray.tune.experiment import Trial
 from adf_service.features.store import FeatureStore
 from trials.bohb import bohb_sample_trial, bohb_trial, bohb_tuner_parts, with_base
 from trials.config import TUNE_KEY, TrialConfig
-from trials.expand import baseline_trials, random_trials, ray_trial_counts, search_trials, stage_counts
+from trials.expand import (
+    baseline_trials,
+    control_trials,
+    random_trials,
+    ray_trial_counts,
+    search_trials,
+    stage_counts,
+)
 from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
@@ -138,7 +145,7 @@ def run_grid(
     spec = spec.model_copy(update={"dataset": dataset})
     job_id = job_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = JobStorage.of(spec.storage, job_id)
-    trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec)]
+    trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec), *control_trials(spec)]
     resources = _trial_resources(spec)
     if resume:
         if not tune.Tuner.can_restore(storage.uri):

@@ -39,10 +39,11 @@ from adf_service.space import (
 from adf_service.train import SearchConfig, TrainConfig
 from adf_service.train.fit import OPTIMIZERS
 from adf_service.yamldoc import DocumentError, DocumentProblem, Loc, Problems, compose, explain, load_json
-from trials.expand import ray_trial_counts, stage_counts
+from trials.expand import EVERY_CONTROL, all_control_names, ray_trial_counts, stage_counts
 
 __all__ = [
     "BaselineSpec",
+    "ControlsSpec",
     "BohbSpec",
     "DatasetSpec",
     "GridSpec",
@@ -238,6 +239,30 @@ class RandomSpec(_Spec):
     repeats: int = Field(6, ge=1, le=MAX_REPEATS)  # docs/design.md §5: repeated like the search
 
 
+class ControlsSpec(_Spec):
+    """Fixed genotypes per setting, evaluated like a searched one: does operator choice matter on
+    this data at all? (adf_service.genotype.control_genotype; docs/grid.md "controls")."""
+
+    enabled: bool = False
+    # Names from adf_service.genotype.control_names (all_skip, all_conv_1x1x1, all_<op>), or
+    # `every`: all of each setting's. A name runs in the settings whose operator set has its op.
+    genotypes: list[Annotated[str, Field(max_length=64)]] = Field(
+        ["all_skip", "all_conv_1x1x1"], min_length=1, max_length=64)
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)
+
+    @field_validator("genotypes")
+    @classmethod
+    def _known_controls(cls, names: list[str]) -> list[str]:
+        known = all_control_names()
+        problems = [((i,), f"{name!r} is no control genotype: {{{EVERY_CONTROL}, {', '.join(known)}}}")
+                    for i, name in enumerate(names) if name != EVERY_CONTROL and name not in known]
+        if EVERY_CONTROL in names and len(names) > 1:
+            problems.append(((names.index(EVERY_CONTROL),), f"{EVERY_CONTROL!r} already names every control"))
+        if problems:
+            raise Problems(*problems)
+        return _distinct(names)
+
+
 class BohbSpec(_Spec):
     """Stage 5: BOHB on the best evaluated genotype (thesis table 5)."""
 
@@ -308,6 +333,7 @@ class GridSpec(_Spec):
     evaluation: TrainHyper = TrainHyper()  # §5.2.2: "the same as those used for searching"
     baselines: BaselineSpec = BaselineSpec()  # §5.2.3
     random: RandomSpec = RandomSpec()  # §5.3.1
+    controls: ControlsSpec = ControlsSpec()  # not in the thesis: fixed genotypes beside searched and random
     bohb: BohbSpec = BohbSpec()  # §5.3.1, table 5
     resources: ResourceSpec = ResourceSpec()
     max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: as many as the cluster fits

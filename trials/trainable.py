@@ -29,7 +29,7 @@ CHECKPOINT_FILE = "trial.ckpt"
 
 
 class StageTrainable(tune.Trainable):
-    """One trial of any stage: baselines, search (+ its evaluation), random."""
+    """One trial of any stage: baselines, search (+ its evaluation), random, controls."""
 
     def setup(self, config: dict[str, Any]) -> None:
         self.start(TrialConfig.from_dict(config[TUNE_KEY], "a Tune trial's config"))

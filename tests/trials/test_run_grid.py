@@ -19,6 +19,7 @@ search: {{epochs: 2, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003}
 evaluation: {{epochs: 2, batch_size: 16, lr: 0.05}}
 baselines: {{combos: [[rgb, flow, pose], [rgb]], repeats: 1, training: {{epochs: 2, batch_size: 16, lr: 0.05}}}}
 random: {{repeats: 1}}
+controls: {{enabled: true, genotypes: [all_skip]}}
 bohb: {{samples: 3, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1}}
 resources: {{gpus_per_trial: {gpus}, cpus_per_trial: 1, allow_cpu_fallback: true}}
 seed: 5
@@ -42,7 +43,7 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     outcome = run_grid(grid(store, tmp_path), job_id="job1", show_progress=False)
     tables = {stage: pq.read_table(outcome.tables[stage]).to_pylist() for stage in STAGES}
     assert {s: len(rows) for s, rows in tables.items()} == {
-        "baselines": 2, "search": 2, "evaluation": 2, "random": 2, "bohb": 3,
+        "baselines": 2, "search": 2, "evaluation": 2, "random": 2, "controls": 2, "bohb": 3,
     }
     for stage, rows in tables.items():
         assert all(r["status"] == "succeeded" and r["job"] == "job1" for r in rows), rows
@@ -58,7 +59,12 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
         assert type(sampled["optimizer"]) is str and type(sampled["batch_size"]) is int
     assert (outcome.job_dir / "spec.json").exists() and (outcome.job_dir / "environment.json").exists()
     # Ray Tune's TensorBoard logs stay on: `tensorboard --logdir <job dir>` shows every trial.
-    assert len(list(outcome.job_dir.glob("*/events.out.tfevents.*"))) == 2 + 2 + 2
+    assert len(list(outcome.job_dir.glob("*/events.out.tfevents.*"))) == 2 + 2 + 2 + 2
+    controls = tables["controls"]  # the fixed all-skip genotype, once per setting
+    assert sorted(r["trial_key"] for r in controls) == ["controls-all_skip-S2-all-I1-C1-r0",
+                                                         "controls-all_skip-S2-topk-I1-C1-r0"]
+    for row in controls:
+        assert {op for cell in json.loads(row["genotype"])["cells"] for node in cell for _, op in node} == {"skip"}
 
 
 def test_resources_no_node_has_fail_at_once(local_ray, store, tmp_path):

@@ -107,7 +107,7 @@ def test_a_grid_over_max_trials_is_refused_naming_the_counts():
     assert "search 28,800" in message and "more than max_trials 2,000" in message
     assert error_of(MINIMAL + "random: {enabled: false}\nmax_trials: 100\n").startswith(
         "grid.yaml line 5: max_trials: the grid makes 467 Ray trials "
-        "(baselines 42, search 288, evaluation 288, random 0, bohb 137;"
+        "(baselines 42, search 288, evaluation 288, random 0, controls 0, bohb 137;"
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from trials.config import BOHB_HYPERPARAMETERS, STAGES, TRIAL_STAGES, Setting, TrialConfig
-from trials.expand import baseline_trials, random_trials, search_trials
+from trials.expand import baseline_trials, control_trials, random_trials, search_trials
 from trials.results import trial_rows
 from trials.spec import load_grid
 
@@ -26,8 +26,13 @@ def bohb_base(spec):
     return bohb_trial(spec, TrialConfig.from_json(best.to_json()), '{"normal": []}')
 
 
+def with_controls(spec):
+    return spec.model_copy(update={"controls": spec.controls.model_copy(update={"enabled": True})})
+
+
 def test_every_stage_round_trips_through_its_dict_and_its_json(smoke):
-    trials = [*baseline_trials(smoke), *search_trials(smoke), *random_trials(smoke), bohb_base(smoke)]
+    trials = [*baseline_trials(smoke), *search_trials(smoke), *random_trials(smoke),
+              *control_trials(with_controls(smoke)), bohb_base(smoke)]
     assert {t.stage for t in trials} == set(TRIAL_STAGES)
     for trial in trials:
         assert TrialConfig.from_dict(trial.to_dict()) == trial
@@ -39,6 +44,7 @@ def test_each_stages_dict_has_exactly_its_own_keys(smoke):
     setting_keys = COMMON | {"setting", "channels", "partial_k", "search", "evaluation"}
     assert set(search_trials(smoke)[0].to_dict()) == setting_keys
     assert set(random_trials(smoke)[0].to_dict()) == setting_keys
+    assert set(control_trials(with_controls(smoke))[0].to_dict()) == setting_keys - {"search"} | {"control"}
     assert set(baseline_trials(smoke)[0].to_dict()) == COMMON | {"combo", "training"}
     bohb = bohb_base(smoke).to_dict()
     assert set(bohb) == COMMON | {"setting", "channels", "partial_k", "genotype", "evaluation", "min_epochs"}
