@@ -15,7 +15,7 @@ from rich.table import Table
 
 from adf_service.console import console, err_console, fail
 
-__all__ = ["RayAddressError", "ray_init_address", "run", "run_job", "validate"]
+__all__ = ["RayAddressError", "ray_init_address", "run", "run_job", "summary_table", "validate"]
 
 REACH_TIMEOUT = 5.0  # seconds a cluster's GCS gets to accept a connection before `run` gives up
 
@@ -134,6 +134,35 @@ def run(
         c = outcome.counts.get(stage, {"succeeded": 0, "failed": 0})
         table.add_row(stage, str(c["succeeded"]), str(c["failed"]), str(path))
     console.print(table)
+    if outcome.summaries:
+        console.print(summary_table(outcome.summaries))
+
+
+def _mean_std(group: dict | None) -> str:
+    if not group:
+        return "-"
+    spread = f" ± {group['std']:.1f}" if group["std"] is not None else ""
+    return f"{group['mean']:.1f}{spread} (n={group['n']}, best {group['best']:.1f})"
+
+
+def summary_table(summaries: list[dict]) -> Table:
+    """Test top-1 per setting: searched vs random (mean ± std, n, best; p, Δ with its 95 % interval)
+    and the controls' means (trials/summary.py)."""
+    table = Table(title="test top-1 per setting (%): searched vs random vs controls")
+    for column in ("setting", "searched", "random", "Δ mean [95 % CI]", "p (searched > random)", "controls"):
+        table.add_column(column)
+    for s in summaries:
+        groups, versus = s["groups"], s["searched_vs_random"]
+        delta = p = "-"
+        if versus is not None:
+            interval = (f" [{versus['ci_low']:+.1f}, {versus['ci_high']:+.1f}]"
+                        if versus["ci_low"] is not None else "")
+            delta, p = f"{versus['mean_difference']:+.1f}{interval}", f"{versus['p_value']:.3g}"
+        controls = ", ".join(f"{name} {g['mean']:.1f}" for name, g in groups.items()
+                             if name not in ("searched", "random"))
+        table.add_row(f"{s['operators']}-{s['discretization']}-I{s['n_inputs']}-C{s['n_cells']}",
+                      _mean_std(groups.get("searched")), _mean_std(groups.get("random")), delta, p, controls or "-")
+    return table
 
 
 def run_job(

@@ -38,9 +38,12 @@ from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
 from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
+from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
 
-__all__ = ["Fenced", "JobOutcome", "ResourceError", "run_grid"]
+__all__ = ["SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError", "run_grid"]
+
+SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -57,6 +60,7 @@ class JobOutcome:
     job_dir: Path | None  # the same, when the storage is local
     tables: dict[str, str]  # stage → URI of its Parquet table
     counts: dict[str, dict[str, int]]  # stage → {"succeeded": n, "failed": n}
+    summaries: list[dict[str, Any]]  # per setting: searched vs random vs controls (trials/summary.py)
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,8 @@ def run_grid(
                 rows += _run_bohb(run, rows, backbone, progress)
             check_lease(storage, attempt)
             tables = write_tables(storage, rows)
+            summaries = setting_summaries(rows, seed=spec.seed)
+            storage.write_text(SUMMARY_FILE, json.dumps(summaries, indent=1))
             progress.settle(rows)
     except Exception as exc:
         if progress.fenced or isinstance(exc, Fenced):  # Tune wraps what a callback raised
@@ -182,7 +188,7 @@ def run_grid(
     for row in rows:
         bucket = counts.setdefault(row["stage"], {"succeeded": 0, "failed": 0})
         bucket[row["status"]] += 1
-    return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts)
+    return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts, summaries)
 
 
 def _trial_key(trial: Trial) -> str:

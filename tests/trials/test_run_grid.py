@@ -60,6 +60,10 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     assert (outcome.job_dir / "spec.json").exists() and (outcome.job_dir / "environment.json").exists()
     # Ray Tune's TensorBoard logs stay on: `tensorboard --logdir <job dir>` shows every trial.
     assert len(list(outcome.job_dir.glob("*/events.out.tfevents.*"))) == 2 + 2 + 2 + 2
+    summaries = json.loads((outcome.job_dir / "results" / "summary.json").read_text())
+    assert summaries == outcome.summaries and len(summaries) == 2  # S2-all and S2-topk
+    assert all(set(s["groups"]) == {"searched", "random", "all_skip"} for s in summaries)
+    assert all(s["searched_vs_random"]["searched_n"] == 1 for s in summaries)
     controls = tables["controls"]  # the fixed all-skip genotype, once per setting
     assert sorted(r["trial_key"] for r in controls) == ["controls-all_skip-S2-all-I1-C1-r0",
                                                          "controls-all_skip-S2-topk-I1-C1-r0"]

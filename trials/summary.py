@@ -1,0 +1,54 @@
+"""A job's results per setting: searched vs random vs controls, with repeats and statistics (no Ray here).
+
+The thesis reports one number per setting, the best of six runs (tables 3 and 4). With a
+best alone, a searched genotype that beats a random one by luck cannot be told from one
+that beats it by design, so every setting here gets, per group of genotypes (searched =
+the evaluations of its searches, random, each control), n, best, mean and std of test
+top-1, and searched vs random a one-sided Mann–Whitney U p-value and the difference of
+means with a bootstrap 95 % interval (adf_service/stats.py). Only succeeded trials count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from adf_service.stats import compare, summarize
+from trials.config import TrialConfig
+
+__all__ = ["SETTING_KEYS", "group_of", "setting_summaries"]
+
+SETTING_KEYS = ("operators", "discretization", "n_inputs", "n_cells")
+_GROUPS = {"evaluation": "searched", "random": "random"}  # a control's group is its genotype's name
+
+
+def group_of(row: dict[str, Any]) -> str | None:
+    """The row's group in a setting: searched, random, a control's name; None for the others."""
+    if row["stage"] == "controls":
+        return TrialConfig.from_json(row["config"]).control
+    return _GROUPS.get(row["stage"])
+
+
+def setting_summaries(rows: Iterable[dict[str, Any]], *, seed: int = 0) -> list[dict[str, Any]]:
+    """One dict per setting, in the settings' sorted order: the setting's keys; ``groups``, one
+    summary per group (n, best, mean, std, min, median of test top-1); and ``searched_vs_random``
+    (adf_service.stats.Comparison.to_dict()) when both groups have a trial, else None."""
+    values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        group = group_of(row)
+        if group is None or row["status"] != "succeeded" or row.get("test_top1") is None:
+            continue
+        values[tuple(row[k] for k in SETTING_KEYS)][group].append(float(row["test_top1"]))
+    out = []
+    for setting in sorted(values, key=lambda s: tuple(str(v) for v in s)):
+        groups = values[setting]
+        comparison = None
+        if groups.get("searched") and groups.get("random"):
+            comparison = compare(groups["searched"], groups["random"], seed=seed).to_dict()
+        out.append({
+            **dict(zip(SETTING_KEYS, setting)),
+            "groups": {name: summarize(v, where=name).to_dict() for name, v in sorted(groups.items())},
+            "searched_vs_random": comparison,
+        })
+    return out
