@@ -87,7 +87,18 @@ def synth(
     clips: Annotated[int, typer.Option(help="Clips in all; a quarter go to the test split.")] = 1200,
     classes: Annotated[int, typer.Option(help="Number of classes (object types).")] = 4,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same store.")] = 0,
-    layout: Annotated[str, typer.Option(help="'at': the moving object's type; 'beside': its neighbour's.")] = "at",
+    layout: Annotated[str, typer.Option(
+        help="The label is the type of the object at the moving place ('at'), one cell right of it "
+             "('beside'), --reach cells right of it ('reach') or at its place --lag frames later ('lag').",
+    )] = "at",
+    reach: Annotated[Optional[int], typer.Option(
+        help="Layout 'reach': the offset d ≥ 1 in W cells a fusion must bridge; the grid is 2×4×2d "
+             "(default 3).", show_default=False,
+    )] = None,
+    lag: Annotated[Optional[int], typer.Option(
+        help="Layout 'lag': the offset L ≥ 1 in T frames a fusion must bridge; the grid is 2L×4×1 "
+             "(default 3).", show_default=False,
+    )] = None,
     views: Annotated[int, typer.Option(help="Augmented views per training clip.")] = 2,
 ) -> None:
     """Write the synthetic 'what moves where' feature store (see docs/synthetic-data.md)."""
@@ -98,14 +109,17 @@ def synth(
     try:
         store = generate_synthetic_store(
             out, n_train=clips - n_test, n_test=n_test, n_classes=classes, seed=seed,
-            n_train_views=views, layout=layout,
+            n_train_views=views, layout=layout, reach=reach, lag=lag,
         )
     except USER_ERRORS as exc:
         fail(exc)
     m = store.manifest
+    made = m.provenance["parameters"]
+    knob = f" ({made['layout']}={made[made['layout']]})" if made["layout"] in ("reach", "lag") else ""
     console.print(
         f"wrote {out}: {sum(m.splits.values())} clips {dict(m.splits)}, {len(m.classes)} classes, "
-        f"modalities {', '.join(m.modalities)}"
+        f"modalities {', '.join(m.modalities)}, layout {made['layout']}{knob} on T×H×W "
+        f"{'×'.join(map(str, made['spatial']))}"
     )
 
 

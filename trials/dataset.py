@@ -19,15 +19,7 @@ def ensure_dataset(spec: GridSpec) -> FeatureStore:
     path = Path(spec.dataset.store)
     synthetic = spec.dataset.synthetic
     if not path.exists() and synthetic is not None:
-        n_test = synthetic.clips // 4
-        return generate_synthetic_store(
-            path,
-            n_train=synthetic.clips - n_test,
-            n_test=n_test,
-            n_classes=synthetic.classes,
-            seed=synthetic.seed,
-            layout=synthetic.layout,
-        )
+        return generate_synthetic_store(path, **synthetic.store_arguments())
     try:
         store = FeatureStore.open(path)
     except FeatureStoreError as exc:

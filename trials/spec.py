@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from adf_service.features.synth import SyntheticDataError, SynthSpec
+from adf_service.features.synth import Layout, SyntheticDataError, SynthSpec
 from adf_service.modalities import BASELINE_COMBOS, MODALITIES
 from adf_service.space import (
     CELLS_RANGE,
@@ -111,18 +111,27 @@ class SyntheticSpec(_Spec):
     """Generate a "what moves where" store (docs/synthetic-data.md) where ``store`` is missing."""
 
     clips: int = Field(1200, ge=8, le=50_000)  # train + test clips; a quarter are test clips
-    classes: int = Field(4, ge=2)  # at most what fits the store's 7×7 places (SynthSpec checks)
+    classes: int = Field(4, ge=2)  # at most what fits the layout's places (SynthSpec checks)
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    layout: Literal["at", "beside"] = "at"  # "beside" needs spatial context to solve
+    # at, beside; reach and lag: the label needs a reach of `reach` cells in W or `lag` frames in T
+    layout: Layout = "at"
+    reach: int | None = Field(None, ge=1, le=64)  # layout reach: the offset d; None: 3
+    lag: int | None = Field(None, ge=1, le=64)  # layout lag: the offset L; None: 3
+
+    def store_arguments(self) -> dict[str, Any]:
+        """generate_synthetic_store's keyword arguments: a quarter of the clips are test clips."""
+        n_test = self.clips // 4
+        return {"n_train": self.clips - n_test, "n_test": n_test, "n_classes": self.classes, "seed": self.seed,
+                "layout": self.layout, "reach": self.reach, "lag": self.lag}
 
     @model_validator(mode="after")
     def _library_accepts(self) -> SyntheticSpec:
-        n_test = self.clips // 4  # as trials.dataset.ensure_dataset splits them
         try:
-            SynthSpec(n_train=self.clips - n_test, n_test=n_test, n_classes=self.classes, seed=self.seed,
-                      layout=self.layout)
+            SynthSpec(**self.store_arguments())
         except SyntheticDataError as exc:
-            raise Problems((("classes",), str(exc).removeprefix("synthetic store: "))) from None
+            message = str(exc).removeprefix("synthetic store: ")
+            key = next((k for k in ("reach", "lag", "layout") if message.startswith(k)), "classes")
+            raise Problems(((key,), message)) from None
         return self
 
 

@@ -3,7 +3,8 @@
 - :class:`FeatureStoreWriter` writes a store (Arrow IPC file + ``manifest.json``);
 - :class:`FeatureStore` opens one, memory-mapped and validated;
 - :class:`ClipSet` selects a split, layer and modalities and yields mini-batches;
-- :func:`generate_synthetic_store` writes the "what moves where" benchmark.
+- :func:`generate_synthetic_store` writes the "what moves where" benchmark (layouts
+  ``LAYOUTS``); :func:`synthetic_scenes` says what it puts where.
 
 See docs/feature-store.md and docs/synthetic-data.md.
 """
@@ -16,11 +17,18 @@ from adf_service.features.manifest import (
     Manifest,
 )
 from adf_service.features.store import FeatureStore
-from adf_service.features.synth import SyntheticDataError, SynthSpec, generate_synthetic_store
+from adf_service.features.synth import (
+    LAYOUTS,
+    SyntheticDataError,
+    SynthSpec,
+    generate_synthetic_store,
+    synthetic_scenes,
+)
 from adf_service.features.writer import FeatureStoreWriter
 
 __all__ = [
     "FUSION_LAYER",
+    "LAYOUTS",
     "TRAIN_SPLIT",
     "ClipSet",
     "FeatureStore",
@@ -30,4 +38,5 @@ __all__ = [
     "SynthSpec",
     "SyntheticDataError",
     "generate_synthetic_store",
+    "synthetic_scenes",
 ]

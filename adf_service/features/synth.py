@@ -1,10 +1,12 @@
 """The synthetic "what moves where" benchmark, written as a feature store.
 
-Every clip shows one object of every type at distinct cells of a T×H×W grid; one place
-moves. RGB features say *what* is at each cell, flow features *where* the motion is, pose
-features (unreliably) where the action is. The label is the type of the object at the
-moving place (``layout="at"``) or just right of it (``layout="beside"``). Only a fusion
-that keeps the modalities spatially aligned can solve it: see docs/synthetic-data.md.
+Every clip shows objects of every type at distinct cells of a T×H×W grid; one place moves.
+RGB features say *what* is at each cell, flow features *where* the motion is, pose features
+(unreliably) where the action is. The label is the type of the object at the moving place
+(``layout="at"``), just right of it (``"beside"``), ``reach`` cells right of it (``"reach"``)
+or at its place ``lag`` frames later (``"lag"``; the last two in
+:mod:`adf_service.features.synth_reach`). Only a fusion that keeps the modalities spatially
+aligned can solve it: see docs/synthetic-data.md.
 """
 
 from __future__ import annotations
@@ -19,10 +21,23 @@ import numpy as np
 
 import adf_service
 from adf_service.features.store import FeatureStore
+from adf_service.features.synth_reach import (
+    DEFAULT_KNOB,
+    Scenes,
+    draw_offset_scenes,
+    knob_problems,
+    knob_spatial,
+    random_cell,
+)
 from adf_service.features.writer import FeatureStoreWriter
 from adf_service.modalities import MODALITIES
 
-__all__ = ["SyntheticDataError", "SynthSpec", "generate_synthetic_store"]
+__all__ = ["LAYOUTS", "Layout", "SyntheticDataError", "SynthSpec", "generate_synthetic_store",
+           "synthetic_scenes"]
+
+Layout = Literal["at", "beside", "reach", "lag"]
+LAYOUTS: tuple[str, ...] = ("at", "beside", "reach", "lag")
+_CELL_SPATIAL = (4, 7, 7)  # T, H, W of layouts at and beside
 
 _CHUNK = 256  # clips generated at once: bounded memory; part of the rng stream, keep fixed
 _SPLIT_CODES = {"train": 0, "test": 1}
@@ -40,8 +55,15 @@ class SynthSpec:
 
     Feature values are prototypes with unit-variance entries plus Gaussian noise of std
     ``noise``; ``distractor`` is the amplitude (relative to 1) of weak motion at a place
-    that is not the answer (another object for ``"at"``, an empty cell for ``"beside"``);
+    that is not the answer (another object for ``"at"``, an empty cell for ``"beside"``, a
+    place on the mover's side for ``"reach"`` and ``"lag"``);
     ``temporal_jitter`` the per-frame variation of the motion amplitude.
+
+    ``reach`` (layout ``"reach"``) and ``lag`` (layout ``"lag"``) are the difficulty knobs:
+    the offset in W cells, or in T frames, between the mover and the labelled object; None
+    is 3 for the layout they belong to and must stay None for the others. ``spatial`` None
+    is the layout's own: 4×7×7 for at and beside, 2×4×2d for reach, 2L×4×1 for lag. The
+    record holds the resolved values, so its provenance says what was made.
     """
 
     n_train: int = 900
@@ -50,14 +72,28 @@ class SynthSpec:
     seed: int = 0
     n_train_views: int = 2
     channels: tuple[int, int, int] = (32, 32, 8)  # rgb, flow, pose layer3 channels
-    spatial: tuple[int, int, int] = (4, 7, 7)  # T, H, W of layer3
-    layout: Literal["at", "beside"] = "at"
+    spatial: tuple[int, int, int] | None = None  # T, H, W of layer3; None: the layout's
+    layout: Layout = "at"
     pose_reliability: float = 0.5
     noise: float = 0.5
     distractor: float = 0.5
     temporal_jitter: float = 0.25
+    reach: int | None = None  # layout "reach": the offset d in W cells; None: 3
+    lag: int | None = None  # layout "lag": the offset L in T frames; None: 3
+
+    @property
+    def knob(self) -> int | None:
+        """The layout's difficulty knob: ``reach`` or ``lag``; None for at and beside."""
+        return {"reach": self.reach, "lag": self.lag}.get(self.layout)
 
     def __post_init__(self) -> None:
+        # resolve the layout's defaults in place: the record is what was made, not what was asked
+        if self.layout in ("reach", "lag") and self.knob is None:
+            object.__setattr__(self, self.layout, DEFAULT_KNOB)
+        if self.spatial is None:
+            knob = self.knob
+            object.__setattr__(self, "spatial", knob_spatial(self.layout, knob) if isinstance(
+                knob, int) and knob >= 1 else _CELL_SPATIAL)
         problems = []
         if self.n_train < 1 or self.n_test < 1:
             problems.append(f"n_train={self.n_train}, n_test={self.n_test} must be >= 1")
@@ -68,7 +104,7 @@ class SynthSpec:
                 f"channels={self.channels} must be three positive ints (rgb, flow, pose)")
         if len(self.spatial) != 3 or min(self.spatial) < 1:
             problems.append(f"spatial={self.spatial} must be three positive ints (T, H, W)")
-        else:
+        elif self.layout in ("at", "beside"):
             h, w = self.spatial[1:]
             if self.n_classes + 2 > h * w:
                 problems.append(f"{self.n_classes} objects, the moving place and a free cell "
@@ -78,8 +114,9 @@ class SynthSpec:
                     f"layout 'beside' puts {self.n_classes} objects off column 0, beside a "
                     f"moving place: needs H*(W-1) >= {self.n_classes + 1}, got spatial="
                     f"{self.spatial}")
-        if self.layout not in ("at", "beside"):
-            problems.append(f"layout={self.layout!r} not in {{'at', 'beside'}}")
+        if self.layout not in LAYOUTS:
+            problems.append(f"layout={self.layout!r} not in {{{', '.join(map(repr, LAYOUTS))}}}")
+        problems += knob_problems(self.layout, self.n_classes, self.spatial, self.reach, self.lag)
         if self.n_train_views < 1:
             problems.append(f"n_train_views={self.n_train_views} must be >= 1")
         if not 0.0 <= self.pose_reliability <= 1.0:
@@ -93,18 +130,6 @@ class SynthSpec:
             raise SyntheticDataError("synthetic store: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
-class _Scenes:
-    """What stays the same across a split's views, per clip (N clips, P = H*W cells)."""
-
-    labels: np.ndarray  # int64 [N]
-    types: np.ndarray  # int64 [N, P]: object type at each cell, -1 where empty
-    mover: np.ndarray  # int64 [N]: the moving cell
-    distractor: np.ndarray  # int64 [N]: a cell with weak motion (never the answer)
-    pose: np.ndarray  # int64 [N]: the cell of the pose cue
-    envelope: np.ndarray  # float32 [N, T]: motion amplitude per frame
-
-
 def generate_synthetic_store(
     out: str | os.PathLike[str],
     *,
@@ -114,12 +139,14 @@ def generate_synthetic_store(
     seed: int = 0,
     n_train_views: int = 2,
     channels: tuple[int, int, int] = (32, 32, 8),
-    spatial: tuple[int, int, int] = (4, 7, 7),
-    layout: Literal["at", "beside"] = "at",
+    spatial: tuple[int, int, int] | None = None,
+    layout: Layout = "at",
     pose_reliability: float = 0.5,
     noise: float = 0.5,
     distractor: float = 0.5,
     temporal_jitter: float = 0.25,
+    reach: int | None = None,
+    lag: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureStore:
@@ -128,16 +155,18 @@ def generate_synthetic_store(
     Modalities rgb, flow, pose; layer3 ``[C_m, T, H, W]`` (``channels``, ``spatial``);
     layer4 ``[2*C_m, ceil(T/2), ceil(H/2), ceil(W/2)]``, computed from each modality's layer3
     alone. Splits: ``n_train`` train clips with ``n_train_views`` views, ``n_test`` test
-    clips. The same arguments give byte-identical arrays. ``progress(done, total)`` is
-    called with rows written so far.
+    clips. ``layout`` at, beside, reach (knob ``reach``: offset in W cells) or lag (knob
+    ``lag``: offset in T frames); ``spatial`` None is the layout's own shape (:class:`SynthSpec`).
+    The same arguments give byte-identical arrays. ``progress(done, total)`` is called with
+    rows written so far.
 
     Raises:
         SyntheticDataError: parameters that cannot make a store.
         FeatureStoreError: ``out`` already holds a store and not ``overwrite``.
     """
     spec = SynthSpec(n_train, n_test, n_classes, seed, n_train_views, tuple(channels),
-                     tuple(spatial), layout, pose_reliability, noise, distractor,
-                     temporal_jitter)
+                     None if spatial is None else tuple(spatial), layout, pose_reliability,
+                     noise, distractor, temporal_jitter, reach, lag)
     layer3 = {m: (c, *spec.spatial) for m, c in zip(MODALITIES, spec.channels)}
     shapes = {m: {"layer3": list(s), "layer4": list(deeper_shape(s))} for m, s in layer3.items()}
     proto_rng = np.random.default_rng((spec.seed, _PROTOTYPE_STREAM))
@@ -160,13 +189,12 @@ def generate_synthetic_store(
     total = spec.n_train * spec.n_train_views + spec.n_test
     done = 0
     with FeatureStoreWriter(
-            out, name=f"synthetic-what-moves-where-{spec.layout}", shapes=shapes,
+            out, name=f"synthetic-what-moves-where-{spec.layout}{spec.knob or ''}", shapes=shapes,
             classes=[f"moving-object-{k}" for k in range(spec.n_classes)],
             n_train_views=spec.n_train_views, dtype="float16", provenance=provenance,
             rows_per_batch=max(sizes.values()), overwrite=overwrite) as writer:
         for split, n_clips in sizes.items():
-            scenes = _draw_scenes(spec, n_clips, np.random.default_rng(
-                (spec.seed, _SPLIT_CODES[split])))
+            scenes = synthetic_scenes(spec, split)
             for view in range(spec.n_train_views if split == "train" else 1):
                 for start in range(0, n_clips, _CHUNK):
                     rng = np.random.default_rng(
@@ -186,8 +214,27 @@ def generate_synthetic_store(
     return FeatureStore.open(out)
 
 
-def _draw_scenes(spec: SynthSpec, n: int, rng: np.random.Generator) -> _Scenes:
+def synthetic_scenes(spec: SynthSpec, split: str) -> Scenes:
+    """The scenes :func:`generate_synthetic_store` renders for ``split`` of ``spec``'s store.
+
+    Clip i of the split is the store's clip ``f"{split}-{i:06d}"``; its label is
+    ``labels[i]``, and the object at place p is of type ``types[i, p]`` (-1: empty), places
+    numbered as :class:`~adf_service.features.synth_reach.Scenes` says.
+
+    Raises:
+        SyntheticDataError: ``split`` is not ``"train"`` or ``"test"``.
+    """
+    if split not in _SPLIT_CODES:
+        raise SyntheticDataError(f"split {split!r} not in {set(_SPLIT_CODES)}")
+    n_clips = spec.n_train if split == "train" else spec.n_test
+    return _draw_scenes(spec, n_clips, np.random.default_rng((spec.seed, _SPLIT_CODES[split])))
+
+
+def _draw_scenes(spec: SynthSpec, n: int, rng: np.random.Generator) -> Scenes:
     """Place objects, the moving place, the distractor and the pose cue for ``n`` clips."""
+    if spec.knob is not None:
+        return draw_offset_scenes(spec.layout, spec.knob, n, spec.n_classes, spec.spatial,
+                                  spec.pose_reliability, spec.temporal_jitter, rng)
     t, h, w = spec.spatial
     k = spec.n_classes
     cells = h * w
@@ -219,24 +266,25 @@ def _draw_scenes(spec: SynthSpec, n: int, rng: np.random.Generator) -> _Scenes:
         # decoys at empty cells: at an object they would rule its type out point-wise
         taken = types >= 0
         taken[rows, mover] = True
-        distractor = _random_cell(rng, ~taken)
-        decoy = _random_cell(rng, ~taken)
+        distractor = random_cell(rng, ~taken)
+        decoy = random_cell(rng, ~taken)
     pose = np.where(reliable, mover, decoy)
     envelope = 1.0 + spec.temporal_jitter * rng.uniform(-1.0, 1.0, size=(n, t))
-    return _Scenes(labels, types, mover, distractor, pose, envelope.astype(np.float32))
+    return Scenes(labels, types, mover, distractor, pose, envelope.astype(np.float32))
 
 
-def _render(spec: SynthSpec, scenes: _Scenes, clips: slice, view: int,
+def _render(spec: SynthSpec, scenes: Scenes, clips: slice, view: int,
             prototypes: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """layer3 maps of one view of ``clips``: ``{modality: float32 [n, C_m, T, H, W]}``.
 
     A view differs from the others by fresh noise and a temporal shift of the motion
-    envelope (as differently sampled frames would); view 0 is unshifted.
+    envelope (as differently sampled frames would); view 0 is unshifted. For per-frame
+    scenes (lag) the shift changes amplitudes only, never the frame an event is at.
     """
     t, h, w = spec.spatial
     cells = h * w
     types = scenes.types[clips]
-    n = len(types)
+    n, places = types.shape
     rows = np.arange(n)
     envelope = scenes.envelope[clips]
     if view > 0 and t > 1:
@@ -245,18 +293,26 @@ def _render(spec: SynthSpec, scenes: _Scenes, clips: slice, view: int,
                                       axis=1)
     occupied = (types[:, None, :] == np.arange(spec.n_classes)[None, :, None])  # [n, K, P]
     rgb_signal = np.einsum("kc,nkp->ncp", prototypes["rgb"], occupied.astype(np.float32))
-    motion = np.zeros((n, cells), dtype=np.float32)
+    motion = np.zeros((n, places), dtype=np.float32)
     motion[rows, scenes.distractor[clips]] = spec.distractor
     motion[rows, scenes.mover[clips]] = 1.0
-    pose_at = np.zeros((n, cells), dtype=np.float32)
+    pose_at = np.zeros((n, places), dtype=np.float32)
     pose_at[rows, scenes.pose[clips]] = 1.0
-    signals = {
-        "rgb": np.broadcast_to(rgb_signal[:, :, None, :], (n, spec.channels[0], t, cells)),
-        "flow": (prototypes["flow"][None, :, None, None] * envelope[:, None, :, None]
-                 * motion[:, None, None, :]),
-        "pose": np.broadcast_to(prototypes["pose"][None, :, None, None] * pose_at[:, None, None, :],
-                                (n, spec.channels[2], t, cells)),
-    }
+    if scenes.per_frame:  # a place is (frame, cell): P = T*H*W, frame-major
+        motion *= np.repeat(envelope, cells, axis=1)
+        signals = {
+            "rgb": rgb_signal.reshape(n, -1, t, cells),
+            "flow": (prototypes["flow"][None, :, None] * motion[:, None, :]).reshape(n, -1, t, cells),
+            "pose": (prototypes["pose"][None, :, None] * pose_at[:, None, :]).reshape(n, -1, t, cells),
+        }
+    else:
+        signals = {
+            "rgb": np.broadcast_to(rgb_signal[:, :, None, :], (n, spec.channels[0], t, cells)),
+            "flow": (prototypes["flow"][None, :, None, None] * envelope[:, None, :, None]
+                     * motion[:, None, None, :]),
+            "pose": np.broadcast_to(prototypes["pose"][None, :, None, None]
+                                    * pose_at[:, None, None, :], (n, spec.channels[2], t, cells)),
+        }
     maps = {}
     for modality, c in zip(MODALITIES, spec.channels):
         x = rng.standard_normal((n, c, t, cells), dtype=np.float32)
@@ -264,13 +320,6 @@ def _render(spec: SynthSpec, scenes: _Scenes, clips: slice, view: int,
         x += signals[modality]
         maps[modality] = x.reshape(n, c, t, h, w)
     return maps
-
-
-def _random_cell(rng: np.random.Generator, allowed: np.ndarray) -> np.ndarray:
-    """One uniformly random allowed cell per clip: int64 ``[n]`` from bool ``[n, P]``."""
-    scores = rng.random(allowed.shape)
-    scores[~allowed] = np.inf
-    return np.argmin(scores, axis=1)
 
 
 def deeper_shape(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

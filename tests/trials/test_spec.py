@@ -269,3 +269,11 @@ def test_a_grid_that_reads_but_does_not_validate_is_not_unreadable():
     with pytest.raises(GridSpecError) as info:
         parse_grid(MINIMAL + "repeats: *r\n")
     assert info.value.unreadable
+
+
+def test_a_synthetic_reach_or_lag_store_takes_its_knob_and_refuses_it_elsewhere():
+    spec = parse_grid("name: x\ndataset: {store: s, synthetic: {clips: 400, layout: reach, reach: 2}}\n")
+    assert spec.dataset.synthetic.store_arguments() == {
+        "n_train": 300, "n_test": 100, "n_classes": 4, "seed": 0, "layout": "reach", "reach": 2, "lag": None}
+    message = error_of("name: x\ndataset: {store: s, synthetic: {layout: at, lag: 2}}\n")
+    assert "dataset.synthetic.lag: lag=2 is the knob of layout 'lag', not of layout 'at'" in message
