@@ -15,11 +15,13 @@ from adf_service.ops import OPS
 
 __all__ = [
     "DISCRETIZATIONS",
+    "MIN_MIXED_OP_CHANNELS",
     "N_NODES",
     "OPERATOR_SETS",
     "SearchSpace",
     "SearchSpaceError",
     "edges_per_cell",
+    "mixed_op_channels",
     "node_edge_slices",
 ]
 
@@ -50,6 +52,8 @@ DISCRETIZATIONS = ("all", "topk")  # thesis §4.2.3
 N_NODES = 4  # hidden nodes per cell, thesis §4.1.3
 INPUTS_RANGE = (1, 2, 3)  # thesis §5.2.1: I ∈ {1,2,3}
 CELLS_RANGE = (1, 2, 3, 4)  # thesis §5.2.1: C ∈ {1,2,3,4}
+MIN_MIXED_OP_CHANNELS = 16
+"""Fewest channels C/K a mixed op should get: at C = 16, K = 4 (4 channels) no supernet learned (issue 12)."""
 
 
 class SearchSpaceError(ValueError):
@@ -59,6 +63,16 @@ class SearchSpaceError(ValueError):
 def edges_per_cell(n_inputs: int, n_nodes: int = N_NODES) -> int:
     """M = Σ_j (I + j) = 4(I−1)+10 for 4 hidden nodes."""
     return sum(n_inputs + j for j in range(n_nodes))
+
+
+def mixed_op_channels(channels: int, partial_k: int) -> int:
+    """Channels C/K that go through each PC-DARTS mixed op; the other C − C/K bypass it."""
+    if channels < 1 or partial_k < 1 or channels % partial_k:
+        raise SearchSpaceError(
+            f"partial_k K={partial_k} and channels={channels}: both must be positive and K must "
+            f"divide the channels"
+        )
+    return channels // partial_k
 
 
 def node_edge_slices(n_inputs: int, n_nodes: int = N_NODES) -> list[slice]:
@@ -81,7 +95,7 @@ class SearchSpace:
     operators: str = "S2"
     n_inputs: int = 2  # thesis I
     n_cells: int = 2  # thesis C
-    channels: int = 512  # fusion width after the stem, DESIGN §2
+    channels: int = 512  # fusion width after the stem, docs/design.md §2
     partial_k: int = 4  # PC-DARTS K: 1/K of the channels go through the mixed op, thesis §5.2.2
 
     def __post_init__(self) -> None:

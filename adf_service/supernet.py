@@ -1,10 +1,10 @@
-"""The PC-DARTS search network over fused modality features (DESIGN §2, thesis §3.2, §4.1.3).
+"""The PC-DARTS search network over fused modality features (docs/design.md §2, thesis §3.2, §4.1.3).
 
 ``SearchNetwork``: stem (concat → 1×1×1 conv → BN → C) → ``n_cells`` ``SearchCell``s →
 global average pool → linear. Each cell edge is a ``MixedOp`` on partial channels; hidden
-node j sums its edges weighted by softmax(β_j). α (``op_weights``) and β (``edge_weights``)
-live in ``nn.ParameterList``s, one entry per cell, so ``.to()``, ``state_dict`` and DDP see
-them.
+node j sums its edges weighted by softmax(β_j) (or by 1 each with ``edge_norm`` off: with
+K = 1 that is DARTS). α (``op_weights``) and β (``edge_weights``) live in
+``nn.ParameterList``s, one entry per cell, so ``.to()``, ``state_dict`` and DDP see them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adf_service.ops import create_op
-from adf_service.space import N_NODES, SearchSpace, node_edge_slices
+from adf_service.space import N_NODES, SearchSpace, mixed_op_channels, node_edge_slices
 
 __all__ = [
     "MixedOp",
@@ -41,7 +41,7 @@ def cell_input_sources(cell_index: int, n_inputs: int) -> list[int]:
     """Which earlier states feed cell ``cell_index`` (0-based): index into [stem, cell 0, ...].
 
     Input k (k = 1..I) of cell t (1-based) is the output of cell t−k, or the stem where
-    t−k < 1 (DESIGN §2). Returned as positions in the list ``[stem, cell_0, cell_1, ...]``.
+    t−k < 1 (docs/design.md §2). Returned as positions in the list ``[stem, cell_0, cell_1, ...]``.
     """
     t = cell_index + 1
     return [max(t - k, 0) for k in range(1, n_inputs + 1)]
@@ -82,7 +82,8 @@ class MixedOp(nn.Module):
         self.partial_k = partial_k
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleList(
-            create_op(name, channels // partial_k, affine=False) for name in self.op_names
+            create_op(name, mixed_op_channels(channels, partial_k), affine=False)
+            for name in self.op_names
         )
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ class SearchCell(nn.Module):
         op_weights: torch.Tensor,
         edge_weights: torch.Tensor,
     ) -> torch.Tensor:
-        """``op_weights`` [M, n_ops] (softmax per edge), ``edge_weights`` [M] (softmax per node)."""
+        """``op_weights`` [M, n_ops] (softmax per edge), ``edge_weights`` [M] (softmax per node, or 1s)."""
         states = [node(x) for node, x in zip(self.inputs, inputs)]
         for edges in self.node_slices:
             states.append(
@@ -137,11 +138,19 @@ class SearchCell(nn.Module):
 
 
 class SearchNetwork(nn.Module):
-    """The supernet searched by PC-DARTS over one :class:`SearchSpace` setting."""
+    """The supernet searched by PC-DARTS over one :class:`SearchSpace` setting.
 
-    def __init__(self, space: SearchSpace, in_channels: Sequence[int], n_classes: int):
+    ``edge_norm`` (default, PC-DARTS' edge normalisation): hidden node j = Σ_i softmax(β_j)_i
+    · edge_ij. Off: node j = Σ_i edge_ij, every edge weighted 1; β then stays 0 and out of
+    :meth:`arch_parameters`, so softmax(β) is uniform per node and discretization ranks a
+    node's edges by softmax(α) alone. K = 1 with ``edge_norm`` off is DARTS.
+    """
+
+    def __init__(
+        self, space: SearchSpace, in_channels: Sequence[int], n_classes: int, edge_norm: bool = True
+    ):
         super().__init__()
-        self.space = space
+        self.space, self.edge_norm = space, edge_norm
         c = space.channels
         self.stem = Stem(in_channels, c)
         widths = [c]  # output channels of [stem, cell 0, cell 1, ...]
@@ -155,21 +164,23 @@ class SearchNetwork(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(widths[-1], n_classes)
         n_edges, n_ops = space.edges_per_cell, len(space.op_names)
-        # α and β per cell (not shared across cells, unlike DARTS), 1e-3·randn (DESIGN §2).
+        # α and β per cell (not shared across cells, unlike DARTS), 1e-3·randn (docs/design.md §2).
         self.op_weights = nn.ParameterList(
             nn.Parameter(1e-3 * torch.randn(n_edges, n_ops)) for _ in range(space.n_cells)
         )
         self.edge_weights = nn.ParameterList(
-            nn.Parameter(1e-3 * torch.randn(n_edges)) for _ in range(space.n_cells)
+            nn.Parameter(1e-3 * torch.randn(n_edges)) if edge_norm
+            else nn.Parameter(torch.zeros(n_edges), requires_grad=False)
+            for _ in range(space.n_cells)
         )
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        """α and β of every cell: optimised by Adam on the architecture half."""
-        return [*self.op_weights, *self.edge_weights]
+        """α and β of every cell (α only with ``edge_norm`` off): optimised by Adam on the α half."""
+        return [*self.op_weights, *(self.edge_weights if self.edge_norm else [])]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Everything but α and β: optimised by SGD on the weight half."""
-        arch = {id(p) for p in self.arch_parameters()}
+        arch = {id(p) for p in [*self.op_weights, *self.edge_weights]}
         return [p for p in self.parameters() if id(p) not in arch]
 
     def op_probabilities(self, cell: int) -> torch.Tensor:
@@ -186,6 +197,9 @@ class SearchNetwork(nn.Module):
         states = [self.stem(features)]
         for t, cell in enumerate(self.cells):
             inputs = [states[s] for s in cell_input_sources(t, self.space.n_inputs)]
-            states.append(cell(inputs, self.op_probabilities(t), self.edge_probabilities(t)))
+            edge_weights = (
+                self.edge_probabilities(t) if self.edge_norm else torch.ones_like(self.edge_weights[t])
+            )
+            states.append(cell(inputs, self.op_probabilities(t), edge_weights))
         pooled = states[-1].mean(dim=(2, 3, 4))
         return self.classifier(pooled)

@@ -1,4 +1,4 @@
-"""The PC-DARTS search loop (DESIGN §5, thesis §5.2.2), one epoch per call.
+"""The PC-DARTS search loop (docs/design.md §5, thesis §5.2.2), one epoch per call.
 
 :class:`SearchRun` holds a supernet, its two optimisers and the search history; each
 :meth:`SearchRun.step_epoch` runs one epoch and returns an :class:`EpochRecord`, and
@@ -33,12 +33,14 @@ from adf_service.train.runtime import (
 )
 from adf_service.train.step import SearchStep
 
-__all__ = ["SearchConfig", "SearchResult", "SearchRun"]
+__all__ = ["SNAPSHOT_FROM", "SearchConfig", "SearchResult", "SearchRun"]
+
+SNAPSHOT_FROM = ("after_warmup", "any")  # epochs the best-val snapshot may come from (issue 12)
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Hyper-parameters of one search; defaults are the thesis' (§5.2.2)."""
+    """Hyper-parameters of one search; defaults are the thesis' (§5.2.2) but ``snapshot_from``."""
 
     epochs: int = 50  # §5.2.2: PC-DARTS for 50 epochs
     batch_size: int = 64  # §5.2.2
@@ -54,6 +56,16 @@ class SearchConfig:
     second_order: bool = False  # DARTS' unrolled step; first-order by default
     grad_clip: float = 5.0  # DARTS / PC-DARTS clip w's gradient norm at 5
     discretization: str = "all"  # all | topk (thesis §4.2.3), for the per-epoch genotype
+    # after_warmup: the best-val snapshot comes from an epoch after the α/β warm-up, since a
+    # warm-up snapshot is the initial 1e-3·randn α, a random genotype (issue 12); any: every
+    # epoch, as docs/design.md §5 reads §5.2.2. With warmup_epochs == epochs: the last epoch.
+    snapshot_from: str = "after_warmup"
+    # The supernet learned when its best val top-1 reached chance (100 / classes) + this many
+    # points; a search that did not is marked unlearned, its genotype no better than random (issue 12).
+    learned_margin: float = 10.0
+    # PC-DARTS' edge normalisation: node j = Σ_i softmax(β_j)_i·edge_ij; off: every edge
+    # weighs 1 and β stays 0 (uniform in discretize), so K = 1 without it is DARTS (issue 12).
+    edge_norm: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,18 +77,29 @@ class SearchConfig:
             raise ValueError(f"epochs={self.epochs}, batch_size={self.batch_size} must be ≥ 1")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} not in 0..epochs={self.epochs}")
+        if self.snapshot_from not in SNAPSHOT_FROM:
+            raise ValueError(f"snapshot_from {self.snapshot_from!r} not in {set(SNAPSHOT_FROM)}")
+        if not 0 <= self.learned_margin < 100:
+            raise ValueError(f"learned_margin={self.learned_margin!r} (top-1 points) not in [0, 100)")
 
 
 @dataclass
 class SearchResult:
-    """The best-val-loss snapshot of a search and the genotype derived from it."""
+    """The best-val-loss snapshot of a search, its genotype, and whether the supernet learned.
+
+    A search whose supernet never rose clearly above chance (``learned`` False: "unlearned")
+    has a genotype no better than a random one and must not be reported as a searched result.
+    """
 
     best_epoch: int
     best_val_loss: float
     genotype: Genotype
     op_weights: list[torch.Tensor]  # α per cell at the best epoch
-    edge_weights: list[torch.Tensor]  # β per cell at the best epoch
+    edge_weights: list[torch.Tensor]  # β per cell at the best epoch (zeros with edge_norm off)
     history: list[EpochRecord]
+    chance_top1: float  # 100 / classes, in %
+    max_val_top1: float  # the best val top-1 (%) over all epochs, warm-up included
+    learned: bool  # max_val_top1 ≥ chance_top1 + SearchConfig.learned_margin; else "unlearned"
 
     def genotype_for(self, space: SearchSpace, method: str) -> Genotype:
         """Discretize the best snapshot with another method (all | topk)."""
@@ -106,8 +129,9 @@ class SearchRun:
         )
         clips.spatial_shape()  # the supernet concatenates modalities: T, H, W must agree
         self.model = runtime.prepare_model(
-            SearchNetwork(space, clips.channels(), clips.store.n_classes)
+            SearchNetwork(space, clips.channels(), clips.store.n_classes, edge_norm=config.edge_norm)
         )
+        self.n_classes = clips.store.n_classes
         self.stepper = SearchStep(self.model, config, runtime)
         self.w_optimizer = self.stepper.w_optimizer
         self.arch_optimizer = self.stepper.arch_optimizer
@@ -119,6 +143,17 @@ class SearchRun:
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
+
+    def may_snapshot(self, epoch: int) -> bool:
+        """Whether 1-based ``epoch`` may give the best snapshot (:attr:`SearchConfig.snapshot_from`).
+
+        after_warmup: epochs > warmup_epochs, in which α/β moved; when the warm-up is the whole
+        search, only the last epoch (its α is the initial one: the genotype is random).
+        """
+        cfg = self.config
+        if cfg.snapshot_from == "any" or epoch > cfg.warmup_epochs:
+            return True
+        return cfg.warmup_epochs == cfg.epochs and epoch == cfg.epochs
 
     def step_epoch(self) -> EpochRecord:
         """Run one search epoch; snapshot α, β and the val loss; keep the best snapshot."""
@@ -136,7 +171,7 @@ class SearchRun:
             else itertools.repeat(None)
         )
         score = RunningScore(self.runtime.torch_device)
-        # Both learning rates anneal by cosine to 0 over the search (DESIGN §5).
+        # Both learning rates anneal by cosine to 0 over the search (docs/design.md §5).
         lr = set_cosine_lr(self.w_optimizer, cfg.lr, self.epoch, cfg.epochs)
         arch_lr = set_cosine_lr(self.arch_optimizer, cfg.arch_lr, self.epoch, cfg.epochs)
         for weight_batch, arch_batch in zip(w_batches, arch_batches):
@@ -152,7 +187,7 @@ class SearchRun:
         alphas = [a.detach().cpu().clone() for a in self.model.op_weights]
         betas = [b.detach().cpu().clone() for b in self.model.edge_weights]
         self.snapshots.append({"op_weights": alphas, "edge_weights": betas})
-        if self.best is None or val_loss < self.best["val_loss"]:
+        if self.may_snapshot(self.epoch) and (self.best is None or val_loss < self.best["val_loss"]):
             self.best = {
                 "epoch": self.epoch,
                 "val_loss": val_loss,
@@ -187,8 +222,14 @@ class SearchRun:
 
     def result(self) -> SearchResult:
         if self.best is None:
-            raise RuntimeError("the search has not run an epoch yet")
+            raise RuntimeError(
+                f"the search has no snapshot yet: {self.epoch} epoch(s) run, the best is taken "
+                f"after the {self.config.warmup_epochs} warm-up epoch(s) (snapshot_from="
+                f"{self.config.snapshot_from!r})"
+            )
         best = self.best
+        chance = 100.0 / self.n_classes
+        max_val_top1 = max(r.val_top1 for r in self.history)
         return SearchResult(
             best_epoch=best["epoch"],
             best_val_loss=best["val_loss"],
@@ -198,6 +239,9 @@ class SearchRun:
             op_weights=best["op_weights"],
             edge_weights=best["edge_weights"],
             history=list(self.history),
+            chance_top1=chance,
+            max_val_top1=max_val_top1,
+            learned=max_val_top1 >= chance + self.config.learned_margin,
         )
 
     # --- checkpoints -------------------------------------------------------------------

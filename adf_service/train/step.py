@@ -20,7 +20,7 @@ Batch = tuple[list[torch.Tensor], torch.Tensor]
 
 
 class SearchStep:
-    """The two optimisers of a search and the step that uses them (DESIGN §5).
+    """The two optimisers of a search and the step that uses them (docs/design.md §5).
 
     w: SGD with momentum and weight decay on :meth:`SearchNetwork.weight_parameters`;
     α/β: Adam on :meth:`SearchNetwork.arch_parameters`, never in the weight optimiser.

@@ -2,7 +2,14 @@
 
 import pytest
 
-from adf_service.space import SearchSpace, SearchSpaceError, edges_per_cell, node_edge_slices
+from adf_service.space import (
+    MIN_MIXED_OP_CHANNELS,
+    SearchSpace,
+    SearchSpaceError,
+    edges_per_cell,
+    mixed_op_channels,
+    node_edge_slices,
+)
 
 
 @pytest.mark.parametrize("n_inputs, expected", [(1, 10), (2, 14), (3, 18)])
@@ -37,3 +44,20 @@ def test_space_round_trips_through_a_dict():
     assert SearchSpace.from_dict(space.to_dict()) == space
     with pytest.raises(SearchSpaceError, match="unknown search-space keys"):
         SearchSpace.from_dict({**space.to_dict(), "layers": 3})
+
+
+@pytest.mark.parametrize("channels, partial_k, expected", [(512, 4, 128), (16, 4, 4), (16, 1, 16)])
+def test_mixed_op_channels_is_c_over_k(channels, partial_k, expected):
+    assert mixed_op_channels(channels, partial_k) == expected
+
+
+def test_thin_mixed_ops_fall_below_the_minimum_that_learned():
+    # Issue 12: C = 16, K = 4 never learned; K = 1 did.
+    assert mixed_op_channels(16, 4) < MIN_MIXED_OP_CHANNELS <= mixed_op_channels(16, 1)
+    assert mixed_op_channels(512, 4) >= MIN_MIXED_OP_CHANNELS  # the thesis' setting
+
+
+@pytest.mark.parametrize("channels, partial_k", [(30, 4), (16, 0), (0, 1)])
+def test_mixed_op_channels_refuses_k_that_does_not_divide_c(channels, partial_k):
+    with pytest.raises(SearchSpaceError, match=f"partial_k K={partial_k} and channels={channels}"):
+        mixed_op_channels(channels, partial_k)

@@ -98,3 +98,41 @@ def test_modalities_with_different_t_h_w_are_refused_by_name():
     x = [torch.randn(2, 6, 2, 3, 3), torch.randn(2, 6, 4, 3, 3)]
     with pytest.raises(ValueError, match=r"share T, H, W.*\(6, 4, 3, 3\)"):
         net(x)
+
+
+def test_without_edge_norm_and_k_1_a_node_is_the_darts_sum_over_edges_and_ops():
+    torch.manual_seed(0)
+    net = SearchNetwork(SearchSpace("S2", 2, 1, 8, 1), IN_CHANNELS, 3, edge_norm=False).eval()
+    with torch.no_grad():
+        net.op_weights[0].normal_()
+    x = features()
+    cell = net.cells[0]
+    # By hand: node j = Σ_i Σ_o softmax(α_ij)_o · o(state_i), every edge weighted 1.
+    stem = net.stem(x)
+    states = [node(stem) for node in cell.inputs]
+    e = 0
+    for j in range(4):
+        node = 0
+        for state in list(states):
+            probs = F.softmax(net.op_weights[0][e], dim=-1)
+            node = node + sum(p * op(state) for p, op in zip(probs, cell.edges[e].ops))
+            e += 1
+        states.append(node)
+    logits = net.classifier(torch.cat(states[2:], dim=1).mean(dim=(2, 3, 4)))
+    assert torch.allclose(net(x), logits, atol=1e-5)
+
+    normed = SearchNetwork(SearchSpace("S2", 2, 1, 8, 1), IN_CHANNELS, 3).eval()
+    normed.load_state_dict(net.state_dict())  # same w and α; β = 0: softmax(β) = 1/n per node
+    assert not torch.allclose(normed(x), logits, atol=1e-3)
+
+
+def test_without_edge_norm_beta_is_zero_and_neither_searched_nor_trained():
+    net = SearchNetwork(SearchSpace("S2", 2, 2, 8, 4), IN_CHANNELS, 3, edge_norm=False)
+    assert all(torch.equal(b, torch.zeros_like(b)) and not b.requires_grad for b in net.edge_weights)
+    beta = set(map(id, net.edge_weights))
+    assert not beta & set(map(id, net.arch_parameters()))
+    assert not beta & set(map(id, net.weight_parameters()))
+    assert len(net.arch_parameters()) == 2  # α of each cell
+    net(features()).sum().backward()
+    assert all(p.grad is not None for p in net.arch_parameters())
+    assert "edge_weights.1" in net.state_dict()
