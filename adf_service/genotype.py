@@ -68,6 +68,10 @@ class Genotype:
     def n_cells(self) -> int:
         return len(self.cells)
 
+    def count(self, op: str) -> int:
+        """How many kept edges carry ``op`` over every cell (``skip``: DARTS' skip collapse)."""
+        return sum(1 for cell in self.cells for node in cell for _, name in node if name == op)
+
     def validate(self) -> None:
         """Raise :class:`GenotypeError` naming the first problem found."""
         if self.operators not in OPERATOR_SETS:

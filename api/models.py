@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Double,
@@ -172,6 +173,8 @@ class TrialRow(Base):
     test_top1: Mapped[float | None] = mapped_column(Double)
     fusion_params: Mapped[int | None] = mapped_column(BigInteger)
     total_params: Mapped[int | None] = mapped_column(BigInteger)
+    learned: Mapped[bool | None] = mapped_column(Boolean)  # search, evaluation: did the supernet learn
+    skip_edges: Mapped[int | None] = mapped_column(Integer)  # the genotype's skip edges
     genotype: Mapped[str | None] = mapped_column(Text)  # Genotype JSON
     config: Mapped[str | None] = mapped_column(Text)  # the trial's config as JSON
     wall_seconds: Mapped[float | None] = mapped_column(Double)

@@ -92,6 +92,9 @@ class TrialOut(BaseModel):
     test_top1: float | None
     fusion_params: int | None
     total_params: int | None
+    learned: bool | None = Field(None, description="search, evaluation: whether the supernet's validation top-1 "
+                                 "rose clearly above chance; false: its genotype is no searched result")
+    skip_edges: int | None = Field(None, description="the genotype's skip edges (DARTS' skip collapse)")
     wall_seconds: float | None
     device: str | None
     status: str

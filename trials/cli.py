@@ -36,7 +36,7 @@ def _stage_counts_table(counts: dict[str, int]) -> Table:
 def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) -> None:
     """Check a grid.yaml without running it; print how many trials each stage would make."""
     from trials.expand import stage_counts
-    from trials.spec import GridSpecError, load_grid
+    from trials.spec import GridSpecError, grid_warnings, load_grid
 
     try:
         spec = load_grid(grid)
@@ -44,6 +44,8 @@ def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) ->
         fail(exc)
     console.print(f"{grid}: valid grid {spec.name!r}")
     console.print(_stage_counts_table(stage_counts(spec)))
+    for warning in grid_warnings(spec):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -149,7 +151,8 @@ def summary_table(summaries: list[dict]) -> Table:
     """Test top-1 per setting: searched vs random (mean ± std, n, best; p, Δ with its 95 % interval)
     and the controls' means (trials/summary.py)."""
     table = Table(title="test top-1 per setting (%): searched vs random vs controls")
-    for column in ("setting", "searched", "random", "Δ mean [95 % CI]", "p (searched > random)", "controls"):
+    for column in ("setting", "searched", "unlearned", "random", "Δ mean [95 % CI]", "p (searched > random)",
+                   "controls"):
         table.add_column(column)
     for s in summaries:
         groups, versus = s["groups"], s["searched_vs_random"]
@@ -161,7 +164,8 @@ def summary_table(summaries: list[dict]) -> Table:
         controls = ", ".join(f"{name} {g['mean']:.1f}" for name, g in groups.items()
                              if name not in ("searched", "random"))
         table.add_row(f"{s['operators']}-{s['discretization']}-I{s['n_inputs']}-C{s['n_cells']}",
-                      _mean_std(groups.get("searched")), _mean_std(groups.get("random")), delta, p, controls or "-")
+                      _mean_std(groups.get("searched")), str(s["n_unlearned"]), _mean_std(groups.get("random")),
+                      delta, p, controls or "-")
     return table
 
 

@@ -185,6 +185,8 @@ class SettingJob:
             "search": {
                 "best_epoch": found.best_epoch,
                 "val_loss": found.best_val_loss,
+                "val_top1": found.max_val_top1,  # the supernet's best; the snapshot is the best val loss's
+                "learned": found.learned,
                 "genotype": found.genotype.to_json(indent=None),
                 "wall_seconds": self.search_seconds,
             }
@@ -197,6 +199,7 @@ class SettingJob:
                 "val_top1": result.val_top1,
                 "test_top1": result.test_top1,
                 "fusion_params": result.params,
+                "learned": found.learned,  # an unlearned search's genotype is no searched result
                 "genotype": found.genotype.to_json(indent=None),
                 "wall_seconds": sum(r.seconds for r in result.history),
             }

@@ -54,6 +54,8 @@ RESULT_SCHEMA = pa.schema(
         ("test_top1", pa.float64()),
         ("fusion_params", pa.int64()),
         ("total_params", pa.int64()),
+        ("learned", pa.bool_()),
+        ("skip_edges", pa.int32()),
         ("genotype", pa.string()),
         ("config", pa.string()),
         ("wall_seconds", pa.float64()),
@@ -73,6 +75,8 @@ def trial_rows(
     backbone_params: int | None,
 ) -> dict[str, dict[str, Any]]:
     """Rows (by table) for one finished or failed trial; ``config`` is the trial's own."""
+    from adf_service.genotype import Genotype  # imports torch: not for the CLI's and the client's STAGES
+
     setting = trial.setting.to_dict() if trial.setting else {}
     base = {
         "job": job,
@@ -96,6 +100,8 @@ def trial_rows(
         row = dict(base, stage=table, status="succeeded", error=None)
         if table in produced:
             row.update(produced[table])
+            if row.get("genotype"):
+                row["skip_edges"] = Genotype.from_json(row["genotype"], where=trial.trial_key).count("skip")
             row.setdefault("wall_seconds", (final or {}).get("wall_seconds"))
             if row.get("fusion_params") is not None and backbone_params is not None:
                 row["total_params"] = row["fusion_params"] + backbone_params

@@ -32,9 +32,11 @@ from adf_service.space import (
     CELLS_RANGE,
     DISCRETIZATIONS,
     INPUTS_RANGE,
+    MIN_MIXED_OP_CHANNELS,
     OPERATOR_SETS,
     SearchSpace,
     SearchSpaceError,
+    mixed_op_channels,
 )
 from adf_service.train import SearchConfig, TrainConfig
 from adf_service.train.fit import OPTIMIZERS
@@ -44,6 +46,7 @@ from trials.expand import EVERY_CONTROL, all_control_names, ray_trial_counts, st
 __all__ = [
     "BaselineSpec",
     "ControlsSpec",
+    "grid_warnings",
     "BohbSpec",
     "DatasetSpec",
     "GridSpec",
@@ -196,6 +199,12 @@ class SearchHyper(_Spec):
     arch_lr: float = Field(SearchConfig.arch_lr, gt=0, le=MAX_LR)  # §5.2.2: α by Adam from 3e-4, cosine to 0
     arch_weight_decay: float = Field(SearchConfig.arch_weight_decay, ge=0, le=1)  # PC-DARTS' code: 1e-3
     second_order: bool = SearchConfig.second_order  # docs/design.md §5: first-order unless asked
+    # Not the thesis': the best-val-loss snapshot only from epochs after the α warm-up (a warm-up
+    # snapshot is an essentially random genotype); "any" is the thesis' reading.
+    snapshot_from: Literal["after_warmup", "any"] = SearchConfig.snapshot_from
+    # A supernet whose best val top-1 stays below chance + this many points is "unlearned".
+    learned_margin: float = Field(SearchConfig.learned_margin, ge=0, lt=100)
+    edge_norm: bool = SearchConfig.edge_norm  # PC-DARTS' β; false: every edge weighs 1 (K = 1: DARTS)
 
     @model_validator(mode="after")
     def _warmup_within_epochs(self) -> SearchHyper:
@@ -386,6 +395,16 @@ class GridSpec(_Spec):
         if problems:
             raise Problems(*problems)
         return self
+
+
+def grid_warnings(spec: GridSpec) -> list[str]:
+    """What in a valid grid is likely not to work: today, partial channels too thin to learn."""
+    thin = mixed_op_channels(spec.space.channels, spec.space.partial_k)
+    if thin >= MIN_MIXED_OP_CHANNELS:
+        return []
+    return [f"space: channels {spec.space.channels} / partial_k {spec.space.partial_k} sends {thin} channels "
+            f"through each mixed op, fewer than {MIN_MIXED_OP_CHANNELS}: such supernets did not learn in our "
+            "measurements (docs/synthetic-data.md); lower partial_k or raise channels"]
 
 
 def parse_grid(text: str, source: str = "<grid>") -> GridSpec:

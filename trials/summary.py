@@ -5,7 +5,9 @@ best alone, a searched genotype that beats a random one by luck cannot be told f
 that beats it by design, so every setting here gets, per group of genotypes (searched =
 the evaluations of its searches, random, each control), n, best, mean and std of test
 top-1, and searched vs random a one-sided Mann–Whitney U p-value and the difference of
-means with a bootstrap 95 % interval (adf_service/stats.py). Only succeeded trials count.
+means with a bootstrap 95 % interval (adf_service/stats.py). Only succeeded trials count, and
+a search whose supernet did not learn (``learned`` false) is counted apart (``n_unlearned``),
+never as a searched result: its genotype is the argmax of an α that did not move.
 """
 
 from __future__ import annotations
@@ -32,14 +34,21 @@ def group_of(row: dict[str, Any]) -> str | None:
 
 def setting_summaries(rows: Iterable[dict[str, Any]], *, seed: int = 0) -> list[dict[str, Any]]:
     """One dict per setting, in the settings' sorted order: the setting's keys; ``groups``, one
-    summary per group (n, best, mean, std, min, median of test top-1); and ``searched_vs_random``
+    summary per group (n, best, mean, std, min, median of test top-1); ``n_unlearned``, its
+    searches whose supernet did not learn; and ``searched_vs_random``
     (adf_service.stats.Comparison.to_dict()) when both groups have a trial, else None."""
     values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    unlearned: dict[tuple, int] = defaultdict(int)
     for row in rows:
         group = group_of(row)
         if group is None or row["status"] != "succeeded" or row.get("test_top1") is None:
             continue
-        values[tuple(row[k] for k in SETTING_KEYS)][group].append(float(row["test_top1"]))
+        setting = tuple(row[k] for k in SETTING_KEYS)
+        if group == "searched" and row.get("learned") is False:  # its supernet never rose above chance
+            unlearned[setting] += 1
+            values.setdefault(setting, defaultdict(list))  # listed even when none of its searches learned
+            continue
+        values[setting][group].append(float(row["test_top1"]))
     out = []
     for setting in sorted(values, key=lambda s: tuple(str(v) for v in s)):
         groups = values[setting]
@@ -49,6 +58,7 @@ def setting_summaries(rows: Iterable[dict[str, Any]], *, seed: int = 0) -> list[
         out.append({
             **dict(zip(SETTING_KEYS, setting)),
             "groups": {name: summarize(v, where=name).to_dict() for name, v in sorted(groups.items())},
+            "n_unlearned": unlearned[setting],
             "searched_vs_random": comparison,
         })
     return out

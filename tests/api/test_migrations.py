@@ -10,7 +10,7 @@ from sqlalchemy import inspect, select, text
 
 import api
 from api.db import alembic_config, current_revision, head_revision, make_engine, make_sessionmaker, upgrade
-from api.models import Base, Job, User, utcnow
+from api.models import Base, Job, TrialRow, User, utcnow
 
 TABLES = {"users", "tokens", "jobs", "trials"}
 
@@ -25,7 +25,7 @@ def empty_engine(db_url):
 def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
     assert current_revision(empty_engine) is None
     upgrade(empty_engine)
-    assert current_revision(empty_engine) == head_revision() == "0002"
+    assert current_revision(empty_engine) == head_revision() == "0003"
     assert TABLES <= set(inspect(empty_engine).get_table_names())
 
 
@@ -68,6 +68,28 @@ def test_0002_keeps_a_0001_stores_jobs_and_dates_the_rows_they_hold(empty_engine
         assert jobs["j_rows"].results_at == jobs["j_rows"].updated_at and jobs["j_none"].results_at is None
     command.downgrade(alembic_config(empty_engine), "0001")
     assert "results_at" not in {c["name"] for c in inspect(empty_engine).get_columns("jobs")}
+
+
+def test_0003_keeps_a_0002_stores_rows_with_learned_and_skip_edges_unknown(empty_engine):
+    upgrade(empty_engine, "0002")
+    when = utcnow()
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', false, :t)"),
+                     {"t": when})
+        conn.execute(text(
+            "INSERT INTO jobs (id, owner_id, name, status, spec_json, request_hash, storage_dir, n_trials, "
+            "progress_json, created_at, updated_at) VALUES ('j', 1, 'g', 'succeeded', '{}', 'h', '/r', 1, '{}', "
+            ":t, :t)"), {"t": when})
+        conn.execute(text("INSERT INTO trials (job_id, stage, trial_id, trial_key, status, test_top1) "
+                          "VALUES ('j', 'evaluation', 't1', 'k', 'succeeded', 71.5)"))
+    upgrade(empty_engine)
+    with make_sessionmaker(empty_engine)() as s:
+        [row] = s.scalars(select(TrialRow))
+        assert (row.test_top1, row.learned, row.skip_edges) == (71.5, None, None)
+        row.learned, row.skip_edges = False, 3
+        s.commit()
+    command.downgrade(alembic_config(empty_engine), "0002")
+    assert not {"learned", "skip_edges"} & {c["name"] for c in inspect(empty_engine).get_columns("trials")}
 
 
 def test_downgrade_to_base_removes_every_table(empty_engine):

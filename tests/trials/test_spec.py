@@ -51,6 +51,8 @@ def test_defaults_are_the_thesis_values():
     assert SearchHyper().model_dump() == {
         "epochs": 50, "warmup_epochs": 5, "batch_size": 64, "lr": 2e-3, "momentum": 0.9,
         "weight_decay": 3e-4, "arch_lr": 3e-4, "arch_weight_decay": 1e-3, "second_order": False,
+        # not the thesis': issue 12's method fixes (the thesis' β stays on)
+        "snapshot_from": "after_warmup", "learned_margin": 10.0, "edge_norm": True,
     }
     assert TrainHyper().model_dump() == {
         "epochs": 70, "batch_size": 64, "optimizer": "sgd", "lr": 2e-3, "momentum": 0.9, "weight_decay": 3e-4,
@@ -277,3 +279,17 @@ def test_a_synthetic_reach_or_lag_store_takes_its_knob_and_refuses_it_elsewhere(
         "n_train": 300, "n_test": 100, "n_classes": 4, "seed": 0, "layout": "reach", "reach": 2, "lag": None}
     message = error_of("name: x\ndataset: {store: s, synthetic: {layout: at, lag: 2}}\n")
     assert "dataset.synthetic.lag: lag=2 is the knob of layout 'lag', not of layout 'at'" in message
+
+
+def test_the_search_method_fields_reach_the_search_config_and_thin_channels_warn():
+    from adf_service.train import SearchConfig
+    from trials.spec import grid_warnings
+
+    spec = parse_grid("name: x\ndataset: {store: s}\nsearch: {snapshot_from: any, learned_margin: 5, edge_norm: false}\n"
+                      "space: {channels: 16, partial_k: 4}\n")
+    config = SearchConfig(**spec.search.model_dump())
+    assert (config.snapshot_from, config.learned_margin, config.edge_norm) == ("any", 5.0, False)
+    assert "sends 4 channels through each mixed op, fewer than 16" in grid_warnings(spec)[0]
+    wide = parse_grid("name: x\ndataset: {store: s}\nspace: {channels: 64, partial_k: 4}\n")
+    assert grid_warnings(wide) == [] and wide.search.snapshot_from == "after_warmup"
+    assert "search.snapshot_from" in error_of(MINIMAL + "search: {snapshot_from: first}\n")

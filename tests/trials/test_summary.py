@@ -8,10 +8,11 @@ from trials.summary import setting_summaries
 S2 = Setting("S2", "all", 2, 2)
 
 
-def row(stage: str, top1: float | None, setting: Setting = S2, status: str = "succeeded", control: str | None = None):
+def row(stage: str, top1: float | None, setting: Setting = S2, status: str = "succeeded", control: str | None = None,
+        learned: bool | None = None):
     config = TrialConfig(stage=stage if stage != "evaluation" else "search", trial_key=f"{stage}-{top1}", repeat=0,
                          seed=1, store="s", modalities=None, setting=setting, control=control)
-    return {"stage": stage, "status": status, "test_top1": top1, "config": config.to_json(),
+    return {"stage": stage, "status": status, "test_top1": top1, "config": config.to_json(), "learned": learned,
             **setting.to_dict()}
 
 
@@ -51,3 +52,12 @@ def test_the_run_command_prints_a_row_per_setting():
     text = console.export_text()
     assert "S2-all-I2-C2" in text and "80.0 ± 10.0 (n=3, best 90.0)" in text and "50.0 ± 10.0" in text
     assert "+30.0 [" in text and "0.05" in text and "all_skip 25.0" in text
+
+
+def test_a_search_whose_supernet_did_not_learn_is_counted_apart_never_as_searched():
+    rows = [row("evaluation", 95.0, learned=False), row("evaluation", 70.0, learned=True), row("random", 60.0)]
+    [summary] = setting_summaries(rows)
+    assert summary["n_unlearned"] == 1 and summary["groups"]["searched"]["n"] == 1
+    assert summary["groups"]["searched"]["best"] == 70.0  # the 95 % of an unmoved α is not reported
+    [alone] = setting_summaries([row("evaluation", 95.0, learned=False)])
+    assert alone["groups"] == {} and alone["n_unlearned"] == 1 and alone["searched_vs_random"] is None
