@@ -48,17 +48,22 @@ def test_migrated_schema_matches_the_models(empty_engine):
     assert differences == []
 
 
+def insert_user_and_jobs(conn, *job_ids: str) -> None:
+    """User 1 and succeeded jobs, in plain SQL: what an older revision's store held."""
+    when = utcnow()
+    conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', false, :t)"),
+                 {"t": when})
+    for job in job_ids:
+        conn.execute(text(
+            "INSERT INTO jobs (id, owner_id, name, status, spec_json, request_hash, storage_dir, n_trials, "
+            "progress_json, created_at, updated_at) VALUES (:id, 1, 'g', 'succeeded', '{}', 'h', '/r', 1, '{}', "
+            ":t, :t)"), {"id": job, "t": when})
+
+
 def test_0002_keeps_a_0001_stores_jobs_and_dates_the_rows_they_hold(empty_engine):
     upgrade(empty_engine, "0001")
-    when = utcnow()
     with empty_engine.begin() as conn:
-        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', false, :t)"),
-                     {"t": when})
-        for job in ("j_rows", "j_none"):
-            conn.execute(text(
-                "INSERT INTO jobs (id, owner_id, name, status, spec_json, request_hash, storage_dir, n_trials, "
-                "progress_json, created_at, updated_at) VALUES (:id, 1, 'g', 'succeeded', '{}', 'h', '/r', 1, '{}', "
-                ":t, :t)"), {"id": job, "t": when})
+        insert_user_and_jobs(conn, "j_rows", "j_none")
         conn.execute(text("INSERT INTO trials (job_id, stage, trial_id, trial_key, status) "
                           "VALUES ('j_rows', 'search', 't1', 'k', 'succeeded')"))
     upgrade(empty_engine)
@@ -72,14 +77,8 @@ def test_0002_keeps_a_0001_stores_jobs_and_dates_the_rows_they_hold(empty_engine
 
 def test_0003_keeps_a_0002_stores_rows_with_learned_and_skip_edges_unknown(empty_engine):
     upgrade(empty_engine, "0002")
-    when = utcnow()
     with empty_engine.begin() as conn:
-        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', false, :t)"),
-                     {"t": when})
-        conn.execute(text(
-            "INSERT INTO jobs (id, owner_id, name, status, spec_json, request_hash, storage_dir, n_trials, "
-            "progress_json, created_at, updated_at) VALUES ('j', 1, 'g', 'succeeded', '{}', 'h', '/r', 1, '{}', "
-            ":t, :t)"), {"t": when})
+        insert_user_and_jobs(conn, "j")
         conn.execute(text("INSERT INTO trials (job_id, stage, trial_id, trial_key, status, test_top1) "
                           "VALUES ('j', 'evaluation', 't1', 'k', 'succeeded', 71.5)"))
     upgrade(empty_engine)

@@ -6,7 +6,6 @@ import sys
 import time
 
 import pyarrow.parquet as pq
-import pytest
 import ray
 
 from trials.expand import stage_counts
@@ -35,13 +34,6 @@ from trials.spec import parse_grid
 ray.init(address=sys.argv[1], log_to_driver=False)
 run_grid(parse_grid(open(sys.argv[2]).read()), job_id="bohb-job", show_progress=False)
 """
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_a_bohb_stage_whose_driver_died_resumes_and_ends_with_every_sample(local_ray, store, tmp_path):

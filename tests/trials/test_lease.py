@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-import ray
 
 from trials.pipeline import run_grid
 from trials.spec import parse_grid
@@ -25,13 +24,6 @@ bohb: {{enabled: false}}
 resources: {{gpus_per_trial: 0, cpus_per_trial: 1}}
 storage: {storage}
 """
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_claiming_a_lease_refuses_an_older_attempt(tmp_path):

@@ -27,13 +27,6 @@ storage: {storage}
 """
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def grid(store, storage, gpus=1):
     return parse_grid(GRID.format(store=store.path, storage=storage, gpus=gpus))
 
