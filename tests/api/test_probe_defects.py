@@ -28,7 +28,9 @@ from api.settings import Settings
 from tests.trials.test_bad_grid_corpus import CASES as GRID_CASES
 from tests.trials.test_bad_grid_corpus import case_text
 
-STORE_CASES = json.loads((Path(__file__).parents[1] / "corpus" / "api" / "stores.json").read_text())["cases"]
+CORPUS = Path(__file__).parents[1] / "corpus" / "api"
+STORE_CASES = json.loads((CORPUS / "stores.json").read_text())["cases"]
+PATH_CASES = json.loads((CORPUS / "paths.json").read_text())["cases"]
 BASE_GRID = {"name": "probe", "repeats": 1, "random": {"enabled": False}, "bohb": {"enabled": False},
              "space": {"operators": ["S2"], "discretizations": ["all"], "inputs": [1], "cells": [1], "channels": 8},
              "resources": {"gpus_per_trial": 0, "cpus_per_trial": 1}}
@@ -147,13 +149,20 @@ def test_healthz_answers_while_a_grid_is_being_read_and_a_slow_read_is_refused(d
     assert "longer than 1.5 s" in problem["detail"]
 
 
-def test_an_id_in_the_path_is_echoed_cut_to_64_characters(data_dir):
-    job_id, trial_id = "j" * 10_000, "t" * 5_000
-    answers = call(settings_at(data_dir), ("GET", f"/v1/jobs/{job_id}", {}),
-                   ("GET", f"/v1/jobs/{job_id}/trials/{trial_id}/genotype", {}))
-    for answer in answers:
-        problem = is_problem(answer, 404)
-        assert len(problem["detail"]) < 200 and "(10,000 characters)" in problem["detail"], problem["detail"]
+def case_path(case: dict) -> str:
+    return case["prefix"] + case["unit"] * case["times"] + case["suffix"]
+
+
+APP_PATHS = [case for case in PATH_CASES if case["layer"] == "app"]
+HTTP_PATHS = [case for case in PATH_CASES if case["layer"] == "http"]
+
+
+@pytest.mark.parametrize("case", APP_PATHS, ids=[case["name"] for case in APP_PATHS])
+def test_an_id_in_the_path_is_echoed_cut_to_64_characters(data_dir, case):
+    method = "POST" if case["suffix"].endswith("/cancel") else "GET"
+    [answer] = call(settings_at(data_dir), (method, case_path(case), {}))
+    problem = is_problem(answer, case["status"])
+    assert len(problem["detail"]) < 200 and f"({case['times']:,} characters)" in problem["detail"], problem["detail"]
 
 
 @pytest.fixture
@@ -188,9 +197,11 @@ def raw_get(port: int, path: str) -> tuple[str, dict[str, str], bytes]:
 
 @pytest.mark.service
 def test_a_request_the_http_layer_cannot_read_is_a_400_problem_too(uvicorn_server):
-    status, headers, body = raw_get(uvicorn_server, "/v1/jobs/" + "j" * 100_000)
-    assert status.startswith("HTTP/1.1 400") and headers["content-type"] == "application/problem+json"
-    problem = json.loads(body)
-    assert problem["status"] == 400 and "could not be read" in problem["detail"] and len(body) < 500
-    status, headers, body = raw_get(uvicorn_server, "/v1/jobs/" + "j" * 10_000)  # read: a 404, cut short
+    for case in HTTP_PATHS:
+        status, headers, body = raw_get(uvicorn_server, case_path(case))
+        assert status.startswith(f"HTTP/1.1 {case['status']}"), (case["name"], status)
+        assert headers["content-type"] == "application/problem+json", case["name"]
+        problem = json.loads(body)
+        assert problem["status"] == 400 and "could not be read" in problem["detail"] and len(body) < 500
+    status, headers, body = raw_get(uvicorn_server, case_path(APP_PATHS[0]))  # read by the app: a 404, cut short
     assert status.startswith("HTTP/1.1 404") and len(json.loads(body)["detail"]) < 200
