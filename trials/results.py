@@ -111,10 +111,19 @@ def trial_rows(
     return rows
 
 
-def best_evaluation(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The succeeded evaluation with the best test top-1, ties to the lower val loss (Table 4's
-    "best run", on which BOHB runs); None when no evaluation succeeded."""
-    evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"]
+def best_evaluation(rows: Iterable[dict[str, Any]], by: str = "test") -> dict[str, Any] | None:
+    """The succeeded evaluation of a learned search that is best ``by``: ``test``, the best test
+    top-1, ties to the lower val loss (Table 4's "best run"); ``val``, the lowest val loss, ties to
+    the better test top-1 (a choice that does not look at the test set). None when there is none.
+
+    A search whose supernet did not learn (``learned`` false) is no searched result.
+    """
+    if by not in ("test", "val"):
+        raise ValueError(f"best_evaluation by {by!r}: expected 'test' or 'val'")
+    evaluated = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"
+                 and r.get("learned") is not False]
+    if by == "val":
+        return min(evaluated, key=lambda r: (r["val_loss"], -r["test_top1"]), default=None)
     return max(evaluated, key=lambda r: (r["test_top1"], -r["val_loss"]), default=None)
 
 

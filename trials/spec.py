@@ -285,6 +285,9 @@ class BohbSpec(_Spec):
     """Stage 5: BOHB on the best evaluated genotype (thesis table 5)."""
 
     enabled: bool = True  # §5.3.1: BOHB on the best found architecture
+    # Which evaluation is "best": val (lowest val loss) by default; test (best test top-1) is the
+    # thesis' choice, a selection on the test set (issue 12)
+    select: Literal["val", "test"] = "val"
     iterations: int = Field(10, ge=1, le=100)  # table 5: 10 iterations
     min_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # table 5: budgets from 2 ...
     max_epochs: int = Field(70, ge=1, le=MAX_EPOCHS)  # ... to 70 epochs

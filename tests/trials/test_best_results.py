@@ -27,6 +27,21 @@ def test_the_best_evaluation_has_the_highest_test_top1_ties_to_the_lower_val_los
     assert best_evaluation([row("search", "d")]) is None
 
 
+def test_by_val_the_best_evaluation_has_the_lowest_val_loss_and_an_unlearned_search_is_never_best():
+    rows = [row("evaluation", "a", test_top1=90, val_loss=0.9),
+            row("evaluation", "b", test_top1=60, val_loss=0.5),
+            dict(row("evaluation", "u", test_top1=99, val_loss=0.1), learned=False)]
+    assert best_evaluation(rows, by="val")["trial_id"] == "b"
+    assert best_evaluation(rows, by="test")["trial_id"] == "a"  # the thesis' choice, on the test set
+
+
+def test_the_grid_selects_bohbs_base_by_val_unless_told_test():
+    from trials.spec import parse_grid
+
+    assert parse_grid("name: x\ndataset: {store: s}\n").bohb.select == "val"
+    assert parse_grid("name: x\ndataset: {store: s}\nbohb: {select: test}\n").bohb.select == "test"
+
+
 def test_bohbs_best_has_the_lowest_val_loss_and_reports_its_sampled_training():
     rows = [row("bohb", "a", val_loss=0.8, test_top1=70, config=bohb_config(lr=0.01)),
             row("bohb", "b", val_loss=0.5, test_top1=40, config=bohb_config(lr=0.002, batch_size=32)),
