@@ -79,8 +79,8 @@ class SearchConfig:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} not in 0..epochs={self.epochs}")
         if self.snapshot_from not in SNAPSHOT_FROM:
             raise ValueError(f"snapshot_from {self.snapshot_from!r} not in {set(SNAPSHOT_FROM)}")
-        if not 0 <= self.learned_margin < 100:
-            raise ValueError(f"learned_margin={self.learned_margin!r} (top-1 points) not in [0, 100)")
+        if not -100 <= self.learned_margin < 100:
+            raise ValueError(f"learned_margin={self.learned_margin!r} (top-1 points) not in [-100, 100)")
 
 
 @dataclass

@@ -19,7 +19,7 @@ name: {name}
 dataset: {{store: {store}}}
 space: {{operators: [S2], discretizations: [{discretizations}], inputs: [1], cells: [1], channels: 8}}
 repeats: 1
-search: {{epochs: {epochs}, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003}}
+search: {{epochs: {epochs}, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003, learned_margin: -100}}
 evaluation: {{epochs: 2, batch_size: 16, lr: 0.05}}
 baselines: {{combos: [[rgb, flow, pose]], repeats: 1, training: {{epochs: 2, batch_size: 16, lr: 0.05}}}}
 random: {{enabled: false}}

@@ -17,7 +17,7 @@ name: bohb-resume
 dataset: {{store: {store}}}
 space: {{operators: [S2], discretizations: [all], inputs: [1], cells: [1], channels: 8}}
 repeats: 1
-search: {{epochs: 1, warmup_epochs: 0, batch_size: 16, lr: 0.05, arch_lr: 0.003}}
+search: {{epochs: 1, warmup_epochs: 0, batch_size: 16, lr: 0.05, arch_lr: 0.003, learned_margin: -100}}
 evaluation: {{epochs: 1, batch_size: 16, lr: 0.05}}
 baselines: {{enabled: false}}
 random: {{enabled: false}}

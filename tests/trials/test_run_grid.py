@@ -15,7 +15,7 @@ name: tiny
 dataset: {{store: {store}}}
 space: {{operators: [S2], discretizations: [all, topk], inputs: [1], cells: [1], channels: 8}}
 repeats: 1
-search: {{epochs: 2, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003}}
+search: {{epochs: 2, warmup_epochs: 1, batch_size: 16, lr: 0.05, arch_lr: 0.003, learned_margin: -100}}
 evaluation: {{epochs: 2, batch_size: 16, lr: 0.05}}
 baselines: {{combos: [[rgb, flow, pose], [rgb]], repeats: 1, training: {{epochs: 2, batch_size: 16, lr: 0.05}}}}
 random: {{repeats: 1}}
@@ -45,7 +45,7 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     for row in tables["evaluation"]:
         assert row["genotype"] == search[row["trial_key"]]["genotype"]
         assert 0 <= row["test_top1"] <= 100 and row["fusion_params"] > 0
-    best = max(tables["evaluation"], key=lambda r: (r["test_top1"], -r["val_loss"]))
+    best = min(tables["evaluation"], key=lambda r: (r["val_loss"], -r["test_top1"]))  # bohb.select: val
     for row in tables["bohb"]:
         assert row["genotype"] == best["genotype"]
         sampled = json.loads(row["config"])["evaluation"]

@@ -81,8 +81,8 @@ def test_a_search_that_is_all_warmup_takes_its_last_epoch(at_store):
 def test_unknown_snapshot_rule_and_margin_are_refused_by_name():
     with pytest.raises(ValueError, match=r"snapshot_from 'best' not in"):
         SearchConfig(snapshot_from="best")
-    with pytest.raises(ValueError, match=r"learned_margin=-1 \(top-1 points\) not in \[0, 100\)"):
-        SearchConfig(learned_margin=-1)
+    with pytest.raises(ValueError, match=r"learned_margin=-101 \(top-1 points\) not in \[-100, 100\)"):
+        SearchConfig(learned_margin=-101)
 
 
 # --- learned / unlearned ------------------------------------------------------------------
