@@ -48,6 +48,7 @@ app.command()(library.extract)
 
 app.command()(grid.validate)
 app.command()(grid.run)
+app.command()(grid.report)
 app.command("run-job", hidden=True)(grid.run_job)
 
 app.command()(server_cli.serve)
