@@ -110,6 +110,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_no_row_is_lost(local_ra
         "space": spec.space.model_copy(update={"discretizations": ["all"]}),
         "baselines": spec.baselines.model_copy(update={"enabled": False}),
         "random": spec.random.model_copy(update={"enabled": False}),
+        "controls": spec.controls.model_copy(update={"enabled": False}),
         "bohb": spec.bohb.model_copy(update={"enabled": False}),
     })
     killer = KillWorkerOnce()
@@ -151,7 +152,8 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
     import time
 
     text = GRID.format(store=store.path, storage=tmp_path, gpus=0).replace(
-        "bohb: {samples: 3", "bohb: {enabled: false, samples: 3").replace("random: {repeats: 1}", "random: {enabled: false}")
+        "bohb: {samples: 3", "bohb: {enabled: false, samples: 3").replace("random: {repeats: 1}", "random: {enabled: false}"
+    ).replace("controls: {enabled: true", "controls: {enabled: false")
     (tmp_path / "grid.yaml").write_text(text)
     spec = parse_grid(text)
     clean = run_grid(spec, job_id="clean", show_progress=False)
