@@ -240,6 +240,8 @@ def _run_bohb(
     """BOHB on the best evaluated genotype: by val loss, or by test top-1 (the thesis'; bohb.select)."""
     best = best_evaluation(rows, by=run.spec.bohb.select)
     if best is None:
+        _say("BOHB skipped: no search learned (every supernet stayed below chance + search.learned_margin), "
+             "so there is no searched genotype to tune")
         return []
     spec, storage = run.spec, run.storage
     base = bohb_trial(spec, TrialConfig.from_json(best["config"]), best["genotype"])

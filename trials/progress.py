@@ -79,6 +79,8 @@ class StageProgress(tune.Callback):
         """The final counts, from the job's result rows (one per trial and stage): what the tables hold."""
         for stage in self.counts:
             self.counts[stage] = Counter(r["status"] for r in rows if r["stage"] == stage)
+            # The job has ended: a stage's trials are its rows (BOHB without a base ran none).
+            self.totals[stage] = sum(self.counts[stage].values())
             tops = [r["test_top1"] for r in rows if r["stage"] == stage and r.get("test_top1") is not None]
             if tops:
                 self.best[stage] = max(tops)
