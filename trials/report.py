@@ -33,7 +33,7 @@ from adf_service.stats import summarize
 from trials.config import BOHB_HYPERPARAMETERS, STAGES, TrialConfig
 from trials.results import TRIAL_STATUSES, best_evaluation, bohb_best, read_table
 from trials.storage import JobStorage
-from trials.summary import SETTING_KEYS, setting_summaries
+from trials.summary import SETTING_KEYS, group_of, setting_summaries
 
 __all__ = [
     "ARCHITECTURE_KEYS", "Column", "JobResults", "ReportError", "Section", "baseline_table", "bohb_table",
@@ -152,11 +152,11 @@ def bohb_table(rows: Sequence[dict[str, Any]], *, select: str = "val") -> list[d
 
 
 def _genotype_group(row: dict[str, Any]) -> str | None:
-    if row["status"] != "succeeded" or not row["genotype"]:
+    """searched (a learned search's evaluation) or random, as trials.summary.group_of names them."""
+    if row["status"] != "succeeded" or not row["genotype"] or row.get("learned") is False:
         return None
-    if row["stage"] == "evaluation" and row["learned"] is not False:
-        return "searched"
-    return "random" if row["stage"] == "random" else None
+    group = group_of(row)
+    return group if group in ("searched", "random") else None
 
 
 def operator_choice_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
