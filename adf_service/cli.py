@@ -126,6 +126,8 @@ def synth(
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:1, ...")]
 PrecisionOption = Annotated[str, typer.Option(help="auto (bf16 autocast on a GPU), fp32 or bf16.")]
 ChannelsLastOption = Annotated[str, typer.Option(help="channels_last_3d: auto (on a GPU), on, off.")]
+DeterministicOption = Annotated[bool, typer.Option(
+    "--deterministic", help="cuDNN deterministic mode and torch's deterministic algorithms (slower on a GPU).")]
 
 
 def _open_store(path: Path) -> FeatureStore:
@@ -155,6 +157,7 @@ def search(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     channels_last: ChannelsLastOption = "auto",
+    deterministic: DeterministicOption = False,
 ) -> None:
     """Run one PC-DARTS search (resumes from OUT/search.ckpt if present)."""
     from adf_service.errors import USER_ERRORS
@@ -171,7 +174,7 @@ def search(
                 epochs=epochs, warmup_epochs=warmup, batch_size=batch_size,
                 second_order=second_order, discretization=discretization, seed=seed,
             ),
-            Runtime(device, precision, channels_last),
+            Runtime(device, precision, channels_last, deterministic),
         )
         out.mkdir(parents=True, exist_ok=True)
         with EpochProgress() as progress:
@@ -202,6 +205,7 @@ def evaluate(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     channels_last: ChannelsLastOption = "auto",
+    deterministic: DeterministicOption = False,
 ) -> None:
     """Train a genotype's fusion network from scratch; report the best-val epoch's test top-1."""
     from adf_service.errors import USER_ERRORS
@@ -213,7 +217,7 @@ def evaluate(
         run = evaluation_run(
             Genotype.load(genotype), feature_store, channels,
             TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-            Runtime(device, precision, channels_last),
+            Runtime(device, precision, channels_last, deterministic),
         )
         out.mkdir(parents=True, exist_ok=True)
         with EpochProgress() as progress:

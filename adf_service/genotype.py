@@ -13,7 +13,7 @@ import difflib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class Genotype:
     cells: tuple[Cell, ...]
     # how it was made: all | topk | random-all | random-topk | control-all | control-topk
     discretization: str | None = None
+    # what made it: seed, software versions, device, determinism flags (Runtime.provenance);
+    # a record only: two genotypes with the same cells are equal whatever their provenance
+    provenance: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,14 +123,20 @@ class Genotype:
 
     # --- JSON ---------------------------------------------------------------------------
 
+    def with_provenance(self, provenance: dict[str, Any] | None) -> Genotype:
+        return replace(self, provenance=provenance)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "operators": self.operators,
             "n_inputs": self.n_inputs,
             "discretization": self.discretization,
             "cells": [[[[s, op] for s, op in node] for node in cell] for cell in self.cells],
         }
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -152,7 +161,10 @@ class Genotype:
                 f"each a list of [input index, operator] pairs ({exc})"
             ) from None
         try:
-            return cls(data["operators"], data["n_inputs"], cells, data.get("discretization"))
+            provenance = data.get("provenance")
+            if provenance is not None and not isinstance(provenance, dict):
+                raise GenotypeError(f"'provenance' must be a JSON object, got {type(provenance).__name__}")
+            return cls(data["operators"], data["n_inputs"], cells, data.get("discretization"), provenance)
         except GenotypeError as exc:
             raise GenotypeError(f"{where}: {exc}") from None
 

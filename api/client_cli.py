@@ -88,9 +88,13 @@ def _stage_table(job: dict, title: str) -> Table:
     for name in ("trials", "succeeded", "failed", "running", "pending"):
         table.add_column(name, justify="right")
     table.add_column("best test top-1", justify="right")
+    unlearned = any(p.get("unlearned") for _, p in _stages(job))
+    if unlearned:  # searches whose supernet did not learn: their genotypes are no searched result
+        table.add_column("unlearned", justify="right")
     for stage, p in _stages(job):
-        table.add_row(stage, str(p["total"]), str(p["succeeded"]), str(p["failed"]), str(p["running"]),
-                      str(p["pending"]), _pct(p["best_test_top1"]))
+        cells = [stage, str(p["total"]), str(p["succeeded"]), str(p["failed"]), str(p["running"]),
+                 str(p["pending"]), _pct(p["best_test_top1"])]
+        table.add_row(*cells, *([str(p.get("unlearned") or 0)] if unlearned else []))
     return table
 
 

@@ -38,6 +38,9 @@ class StageProgressOut(BaseModel):
     running: int = 0
     pending: int = 0
     best_test_top1: float | None = None
+    unlearned: int = Field(0, description=(
+        "Searches whose supernet's validation top-1 never rose clearly above chance (SearchConfig."
+        "learned_margin): their genotypes are not counted as searched results."))
 
 
 class JobOut(BaseModel):

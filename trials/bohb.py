@@ -71,6 +71,7 @@ def bohb_trial(spec: GridSpec, best: TrialConfig, genotype_json: str) -> TrialCo
         genotype=genotype_json,
         evaluation=dict(best.evaluation or {}, epochs=spec.bohb.max_epochs),
         min_epochs=spec.bohb.min_epochs,
+        deterministic=spec.deterministic or None,
     )
 
 

@@ -72,6 +72,7 @@ class TrialConfig:
     training: dict[str, Any] | None = None  # TrainConfig's fields for a baseline
     min_epochs: int | None = None  # BOHB: its smallest budget, HyperBand's unit
     control: str | None = None  # controls: the fixed genotype's name (adf_service.genotype.control_names)
+    deterministic: bool | None = None  # the grid's `deterministic: true`: cuDNN / torch deterministic mode
 
     def __post_init__(self) -> None:
         if self.stage not in TRIAL_STAGES:

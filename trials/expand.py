@@ -82,6 +82,7 @@ def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[TrialConfi
                     partial_k=spec.space.partial_k,
                     search=spec.search.model_dump(),
                     evaluation=spec.evaluation.model_dump(),
+                    deterministic=spec.deterministic or None,
                 )
             )
     return trials
@@ -132,6 +133,7 @@ def control_trials(spec: GridSpec) -> list[TrialConfig]:
                     modalities=tuple(spec.dataset.modalities) if spec.dataset.modalities else None,
                     channels=spec.space.channels, partial_k=spec.space.partial_k,
                     evaluation=spec.evaluation.model_dump(), control=name,
+                    deterministic=spec.deterministic or None,
                 ))
     return trials
 
@@ -156,6 +158,7 @@ def baseline_trials(spec: GridSpec) -> list[TrialConfig]:
                     seed=trial_seed(spec.seed, key),
                     store=spec.dataset.store,
                     training=baselines.training.model_dump(),
+                    deterministic=spec.deterministic or None,
                 )
             )
     return trials

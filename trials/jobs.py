@@ -117,9 +117,18 @@ class TrainJob:
             "val_top1": result.val_top1,
             "test_top1": result.test_top1,
             "fusion_params": result.params,
-            "genotype": self.genotype.to_json(indent=None) if self.genotype else None,
+            "genotype": self._genotype_json(),
         }
         return {self.config.stage: row}
+
+    def _genotype_json(self) -> str | None:
+        if self.genotype is None:
+            return None
+        genotype = self.genotype
+        if self.config.stage != "bohb":  # BOHB's genotype keeps the provenance of the search that found it
+            genotype = genotype.with_provenance(self.run.runtime.provenance(
+                self.config.seed, made_by=f"{self.config.stage} {self.config.trial_key}"))
+        return genotype.to_json(indent=None)
 
 
 class SettingJob:
@@ -215,5 +224,5 @@ def make_trial_job(
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.from_dict(config)
-    runtime = runtime or Runtime()
+    runtime = runtime or Runtime(deterministic=bool(config.deterministic))
     return SettingJob(config, runtime) if config.stage == "search" else TrainJob(config, runtime)

@@ -10,6 +10,7 @@ a driver whose job a newer attempt has taken over stops at its next write (Fence
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -49,6 +50,7 @@ class StageProgress(tune.Callback):
         self.fenced = False
         self.counts: dict[str, Counter] = {stage: Counter() for stage in self.totals}
         self.best: dict[str, float] = {}
+        self.unlearned: dict[str, set[str]] = {}  # per stage: trials whose supernet did not learn
         self.started = time.time()
         self._seen: dict[str, Counter] = {}  # per Tuner: stage → status counts of its trials
         self._tuner = "main"
@@ -71,6 +73,8 @@ class StageProgress(tune.Callback):
                 self.counts[stage] = Counter({k: n for k, n in done.items() if n})
                 if counts.get("best_test_top1") is not None:
                     self.best[stage] = float(counts["best_test_top1"])
+                if counts.get("unlearned"):
+                    self.unlearned[stage] = {f"earlier-{i}" for i in range(int(counts["unlearned"]))}
         if previous and previous.get("started_at"):
             self.started = float(previous["started_at"])
         return self
@@ -84,6 +88,7 @@ class StageProgress(tune.Callback):
             tops = [r["test_top1"] for r in rows if r["stage"] == stage and r.get("test_top1") is not None]
             if tops:
                 self.best[stage] = max(tops)
+            self.unlearned[stage] = {r["trial_key"] for r in rows if r["stage"] == stage and r.get("learned") is False}
         self._refresh()
 
     def __enter__(self) -> StageProgress:
@@ -119,6 +124,7 @@ class StageProgress(tune.Callback):
                 "running": c["running"],
                 "pending": max(total - done - c["running"], 0),
                 "best_test_top1": self.best.get(stage),
+                "unlearned": len(self.unlearned.get(stage, ())),
             }
         return {"stages": stages, "started_at": self.started, "updated_at": time.time()}
 
@@ -143,8 +149,15 @@ class StageProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         stage = trial_stage(trial)
-        if result.get("done") and result.get("test_top1") is not None:
+        if not result.get("done"):
+            return
+        if result.get("test_top1") is not None:
             self.best[stage] = max(self.best.get(stage, 0.0), float(result["test_top1"]))
+        if json.loads(result.get("rows") or "{}").get("search", {}).get("learned") is False:
+            # The search's genotype is the argmax of an α that never learned: no searched result.
+            self.unlearned.setdefault(stage, set()).add(trial.trial_id)
+            self._refresh()
+            self._write(force=True)
 
     def _refresh(self) -> None:
         if self._progress is None:
@@ -154,6 +167,8 @@ class StageProgress(tune.Callback):
             status = f"running {s['running']}  pending {s['pending']}"
             if s["failed"]:
                 status += f"  failed {s['failed']}"
+            if s["unlearned"]:
+                status += f"  unlearned {s['unlearned']}"
             if s["best_test_top1"] is not None:
                 status += f"  best test {s['best_test_top1']:.1f}%"
             self._progress.update(self._tasks[stage], completed=s["succeeded"] + s["failed"], status=status)

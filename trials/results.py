@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-import adf_service
+from adf_service.provenance import code_version
 from trials.config import BOHB_HYPERPARAMETERS, STAGES, TrialConfig
 from trials.storage import JobStorage
 
@@ -26,7 +25,6 @@ __all__ = [
     "TRIAL_STATUSES",
     "best_evaluation",
     "bohb_best",
-    "code_version",
     "environment",
     "read_table",
     "trial_rows",
@@ -166,22 +164,6 @@ def write_tables(job: JobStorage | str | Path, rows: Iterable[dict[str, Any]]) -
 def read_table(job: JobStorage | str | Path, stage: str) -> pa.Table:
     """One stage's result table of a job (its storage, or its local directory)."""
     return _job_storage(job).read_parquet(stage)
-
-
-def code_version() -> str:
-    """The package version, plus the git commit when run from a checkout."""
-    version = adf_service.__version__
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(adf_service.__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
-    return f"{version}+{commit}" if commit else version
 
 
 def environment() -> dict[str, Any]:

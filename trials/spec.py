@@ -360,6 +360,9 @@ class GridSpec(_Spec):
     resources: ResourceSpec = ResourceSpec()
     max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: as many as the cluster fits
     seed: int = Field(0, ge=0, le=MAX_SEED)  # every trial's seed derives from it (trials.expand.trial_seed)
+    # cuDNN deterministic mode, no benchmark autotuner, torch's deterministic algorithms (slower on a
+    # GPU; a CPU run is deterministic anyway). Every genotype JSON records the flags it ran with.
+    deterministic: bool = False
     storage: str = Field("runs", min_length=1, max_length=MAX_PATH)  # local path or pyarrow URI (s3://, gs://)
     max_trials: int = Field(2000, ge=1, le=MAX_TRIALS)  # refuse bigger grids: `repeats: 600` must not launch 28,800
 

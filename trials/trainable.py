@@ -38,7 +38,7 @@ class StageTrainable(tune.Trainable):
         """Build the trial's job (setup's work, for a subclass whose config is not a TrialConfig)."""
         keep_freed_memory_in_heap()
         self.trial = trial
-        self.runtime = Runtime()
+        self.runtime = Runtime(deterministic=bool(trial.deterministic))
         self.job = make_trial_job(self.trial, self.runtime)
         self.wall_started = time.time()
         self.wall_seconds = 0.0

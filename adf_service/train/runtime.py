@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -58,15 +59,18 @@ def derive_seed(seed: int, purpose: str) -> int:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where and how tensors run: device, bf16 autocast, channels_last_3d.
+    """Where and how tensors run: device, bf16 autocast, channels_last_3d, determinism.
 
     ``"auto"`` means CUDA with bf16 autocast and channels_last_3d when a GPU is present,
-    plain fp32 on the CPU.
+    plain fp32 on the CPU. ``deterministic`` turns on cuDNN's deterministic mode (and off its
+    benchmark autotuner) and torch's deterministic algorithms (warning where an op has none),
+    when a model is prepared; off, those flags are reset, so a reused worker does not inherit them.
     """
 
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16
     channels_last: str = "auto"  # auto | on | off
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -97,7 +101,34 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.torch_device.type, dtype=torch.bfloat16)
 
+    def apply_determinism(self) -> None:
+        """Set the process-wide flags ``deterministic`` asks for (before any kernel runs)."""
+        if self.deterministic:
+            # cuBLAS needs a fixed workspace to be deterministic (CUDA >= 10.2); set before its first use.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = self.deterministic
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=True)
+
+    def determinism(self) -> dict[str, bool]:
+        """The flags in force now, as a genotype's provenance records them."""
+        return {
+            "deterministic": self.deterministic,
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        }
+
+    def provenance(self, seed: int, **extra: Any) -> dict[str, Any]:
+        """What a genotype made under this runtime records: its seed, the software, the device and
+        the determinism flags (adf_service.provenance)."""
+        from adf_service.provenance import software
+
+        return {"seed": seed, **extra, "device": self.describe(), "software": software(),
+                "determinism": self.determinism()}
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        self.apply_determinism()
         model = model.to(self.torch_device)
         if self.use_channels_last:
             model = model.to(memory_format=torch.channels_last_3d)

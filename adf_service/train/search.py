@@ -235,7 +235,7 @@ class SearchRun:
             best_val_loss=best["val_loss"],
             genotype=discretize(
                 best["op_weights"], best["edge_weights"], self.space, self.config.discretization
-            ),
+            ).with_provenance(self.runtime.provenance(self.config.seed, made_by="search", epoch=best["epoch"])),
             op_weights=best["op_weights"],
             edge_weights=best["edge_weights"],
             history=list(self.history),

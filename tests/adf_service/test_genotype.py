@@ -140,3 +140,13 @@ def test_text_and_dot_render_every_edge():
     assert text.count("→") == n_edges
     assert dot.startswith("digraph") and dot.count('[label="') >= n_edges
     assert "in0 (stem)" in text and "in0 (cell 0)" in text
+
+
+def test_provenance_round_trips_through_json_and_does_not_change_equality():
+    genotype = Genotype("S1", 1, (((( 0, "skip"),),) * 4,), "topk")
+    marked = genotype.with_provenance({"seed": 7, "software": {"torch": "x"}})
+    again = Genotype.from_json(marked.to_json())
+    assert again.provenance == {"seed": 7, "software": {"torch": "x"}}
+    assert again == genotype and "provenance" not in genotype.to_dict()
+    with pytest.raises(GenotypeError, match="'provenance' must be a JSON object, got list"):
+        Genotype.from_dict(dict(marked.to_dict(), provenance=[1]))

@@ -3,7 +3,7 @@ random ones, answer "does operator choice matter on this data at all?"."""
 
 import pytest
 
-from adf_service.genotype import control_genotype
+from adf_service.genotype import Genotype, control_genotype
 from adf_service.space import SearchSpace
 from trials.config import TrialConfig
 from trials.expand import all_control_names, control_trials, stage_counts
@@ -73,4 +73,6 @@ def test_a_control_trial_trains_its_fixed_genotype(store):
         job.step()
     row = job.rows()["controls"]
     assert 0 <= row["test_top1"] <= 100 and row["fusion_params"] > 0
-    assert row["genotype"] == expected.to_json(indent=None)
+    recorded = Genotype.from_json(row["genotype"])
+    assert recorded == expected
+    assert recorded.provenance["seed"] == trial.seed and trial.trial_key in recorded.provenance["made_by"]

@@ -149,3 +149,20 @@ def test_configs_are_plain_json_and_fit_the_library_configs(thesis):
                 continue
             SearchConfig(**t["search"], seed=t["seed"], discretization=t["setting"]["discretization"])
             TrainConfig(**t["evaluation"], seed=t["seed"])
+
+
+def test_deterministic_reaches_every_trial_and_the_runtime_it_builds(tmp_path):
+    from trials.expand import control_trials
+    from trials.jobs import make_trial_job
+
+    text = (EXAMPLES / "grid-smoke.yaml").read_text()
+    off = parse_grid(text, "grid.yaml")
+    on = parse_grid(text + "\ndeterministic: true\n", "grid.yaml")
+    trials = [*all_trials(on), *control_trials(on)]
+    assert trials and all(t.deterministic is True for t in trials)
+    assert all(t.deterministic is None and "deterministic" not in t.to_dict() for t in all_trials(off))
+    from adf_service.features import generate_synthetic_store
+    store = generate_synthetic_store(tmp_path / "s", n_train=16, n_test=8, spatial=(2, 3, 3))
+    baseline = next(t for t in trials if t.stage == "baselines")
+    job = make_trial_job(baseline.to_dict() | {"store": str(store.path)})
+    assert job.run.runtime.deterministic is True

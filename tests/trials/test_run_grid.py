@@ -208,6 +208,6 @@ def test_a_file_uri_storage_gets_every_table_and_a_finished_progress_snapshot(lo
     assert progress["finished"] is True
     assert progress["stages"]["baselines"] == {
         "total": 2, "succeeded": 2, "failed": 0, "running": 0, "pending": 0,
-        "best_test_top1": progress["stages"]["baselines"]["best_test_top1"],
+        "best_test_top1": progress["stages"]["baselines"]["best_test_top1"], "unlearned": 0,
     }
     assert progress["stages"]["search"]["succeeded"] == 1 and "bohb" not in progress["stages"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adf_service.space import SearchSpace
-from adf_service.train import CheckpointError, SearchRun, TrainingDiverged, drive
+from adf_service.train import CheckpointError, Runtime, SearchRun, TrainingDiverged, drive
 from adf_service.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -42,7 +42,25 @@ def test_every_epoch_records_losses_genotype_and_entropies(tiny_clips, tiny_spac
         assert 0 < r.extra["beta_entropy"] and 0 < r.extra["alpha_entropy"] <= math.log(6) + 1e-6
     best = min(result.history[1:], key=lambda r: r.val_loss)  # after the 1 warm-up epoch
     assert result.best_epoch == best.epoch and result.best_val_loss == best.val_loss
-    assert result.genotype.to_dict() == result.history[best.epoch - 1].extra["genotype"]
+    recorded = dict(result.genotype.to_dict())
+    provenance = recorded.pop("provenance")
+    assert recorded == result.history[best.epoch - 1].extra["genotype"]
+    assert provenance["seed"] == search_config().seed and provenance["epoch"] == best.epoch
+    assert provenance["software"]["torch"] == torch.__version__
+    assert provenance["determinism"]["deterministic"] is False
+
+
+def test_a_deterministic_runtime_sets_the_flags_and_the_genotype_records_them(tiny_clips, tiny_space, search_config):
+    try:
+        result = drive(SearchRun(tiny_space, tiny_clips, search_config(), Runtime(deterministic=True)))
+        flags = result.genotype.provenance["determinism"]
+        assert flags == {"deterministic": True, "cudnn_deterministic": True, "cudnn_benchmark": False,
+                         "deterministic_algorithms": True}
+        assert torch.are_deterministic_algorithms_enabled()
+        Runtime().apply_determinism()  # a later run without it (a reused worker) turns them off again
+        assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    finally:
+        Runtime().apply_determinism()
 
 
 def test_learning_rates_anneal_by_cosine_to_zero(tiny_clips, tiny_space, search_config):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adf_service.features import ClipSet, FeatureStore, FeatureStoreWriter, generate_synthetic_store
-from adf_service.genotype import discretize
+from adf_service.genotype import Genotype, discretize
 from adf_service.space import SearchSpace
 from adf_service.train import CheckpointError, SearchConfig, SearchRun, drive
 
@@ -62,7 +62,7 @@ def test_a_warmup_epoch_with_the_lowest_val_loss_is_not_the_snapshot(shuffled_st
     assert int(np.argmin(losses)) + 1 <= 2, f"precondition: a warm-up epoch is best ({losses})"
     assert result.best_epoch == 3 + int(np.argmin(losses[2:]))
     assert result.best_val_loss == min(losses[2:])
-    assert result.genotype.to_dict() == result.history[result.best_epoch - 1].extra["genotype"]
+    assert result.genotype == Genotype.from_dict(result.history[result.best_epoch - 1].extra["genotype"])
 
     anywhere = search(shuffled_store, warmup_epochs=2, epochs=4, batch_size=8, snapshot_from="any")
     assert anywhere.best_epoch == int(np.argmin(losses)) + 1
