@@ -62,15 +62,32 @@ def genotype_show(
     dot: Annotated[
         Optional[Path], typer.Option(help="Also write a Graphviz cell diagram (.dot, .png, .svg).")
     ] = None,
+    svg: Annotated[
+        Optional[Path],
+        typer.Option(help="Also draw the cells like thesis fig. 9 with matplotlib (.svg, or .png)."),
+    ] = None,
 ) -> None:
     """Print each cell of a genotype as text (and optionally draw it)."""
     from adf_service.genotype import Genotype, GenotypeError
 
+    if svg is not None:
+        from adf_service.diagram import check_diagram_path, save_diagram
+
+        try:
+            check_diagram_path(svg)
+        except ValueError as exc:
+            fail(exc)
     try:
         genotype = Genotype.load(file)
     except GenotypeError as exc:
         fail(exc)
     console.print(genotype.to_text(), markup=False, highlight=False)
+    if svg is not None:
+        try:
+            save_diagram(genotype, svg, title=str(file))
+        except OSError as exc:
+            fail(f"{svg}: cannot write the diagram: {exc.strerror or exc}")
+        console.print(f"diagram written to {svg}", markup=False, highlight=False, soft_wrap=True)
     if dot is not None:
         source = genotype.to_dot()
         if dot.suffix == ".dot":

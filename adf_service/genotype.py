@@ -190,7 +190,8 @@ class Genotype:
 
     # --- rendering ----------------------------------------------------------------------
 
-    def _input_name(self, cell: int, source: int) -> str:
+    def input_name(self, cell: int, source: int) -> str:
+        """What ``source`` of a node of ``cell`` is called: ``in{i} (stem)``, ``in{i} (cell k)``, ``node{j}``."""
         if source < self.n_inputs:
             earlier = cell - source  # input k=source+1 is cell t−k (1-based t = cell+1)
             return f"in{source} (cell {earlier - 1})" if earlier >= 1 else f"in{source} (stem)"
@@ -203,7 +204,7 @@ class Genotype:
         for t, cell in enumerate(self.cells):
             lines.append(f"cell {t}: output = concat(node0..node{N_NODES - 1})")
             for j, node in enumerate(cell):
-                edges = ", ".join(f"{self._input_name(t, s)} → {op}" for s, op in node)
+                edges = ", ".join(f"{self.input_name(t, s)} → {op}" for s, op in node)
                 lines.append(f"  node{j} = sum[{edges}]")
         return "\n".join(lines)
 
@@ -213,7 +214,7 @@ class Genotype:
         for t, cell in enumerate(self.cells):
             out.append(f"  subgraph cluster_{t} {{ label=\"cell {t}\";")
             for i in range(self.n_inputs):
-                label = self._input_name(t, i)
+                label = self.input_name(t, i)
                 out.append(f'    c{t}_s{i} [label="{label}", style=filled, fillcolor=lightblue];')
             for j, node in enumerate(cell):
                 out.append(f'    c{t}_s{self.n_inputs + j} [label="node{j}"];')

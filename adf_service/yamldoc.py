@@ -373,7 +373,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _messages(error: dict[str, Any], model: type[BaseModel]) -> list[tuple[Loc, str]]:
+def _messages(error: dict[str, Any], model: type[BaseModel], listed: dict[Loc, Loc]) -> list[tuple[Loc, str]]:
+    """``listed``: per mapping, the unknown key whose message listed the allowed keys (once per mapping,
+    so that a file of many unknown keys gets a bounded answer)."""
     # Pydantic names the validator of a union member in its path ("function-after[...]"): not a key.
     loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
     kind, ctx = error["type"], error.get("ctx") or {}
@@ -385,8 +387,12 @@ def _messages(error: dict[str, Any], model: type[BaseModel]) -> list[tuple[Loc, 
     if kind == "extra_forbidden":
         allowed = _keys_at(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-        return [(loc, f"unknown key ({hint})")]
+        if close:
+            return [(loc, f"unknown key (did you mean {close[0]!r}?)")]
+        first = listed.setdefault(loc[:-1], loc)
+        if first != loc:
+            return [(loc, f"unknown key (allowed: as for {dotted(first)})")]
+        return [(loc, f"unknown key (allowed: {', '.join(allowed)})")]
     if kind == "literal_error":  # ctx["expected"] reads "'S1' or 'S2'"
         allowed = ctx["expected"].replace(" or ", ", ").replace("'", "")
         return [(loc, f"{_show(error['input'])} not in {{{allowed}}}")]
@@ -411,9 +417,10 @@ def explain(exc: ValidationError, model: type[BaseModel], lines: dict[Loc, int])
     errors = exc.errors(include_url=False)
     by_line = sorted(errors, key=lambda error: _line(lines, tuple(error["loc"])) or 0)
     worded: list[DocumentProblem] = []
+    listed: dict[Loc, Loc] = {}
     for n, error in enumerate(by_line):
         if len(worded) >= MAX_PROBLEMS:  # the rest are only counted: wording 28,000 unknown keys takes seconds
             rest = [DocumentProblem(dotted(tuple(e["loc"])), e["type"]) for e in by_line[n:]]
             return sorted(worded, key=lambda p: p.line or 0) + rest
-        worded += [DocumentProblem(dotted(loc), message, _line(lines, loc)) for loc, message in _messages(error, model)]
+        worded += [DocumentProblem(dotted(loc), message, _line(lines, loc)) for loc, message in _messages(error, model, listed)]
     return sorted(worded, key=lambda p: p.line or 0)

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.deps import Services, ServicesDep
 from api.problems import install_problem_handlers
-from api.routes import jobs, results
+from api.routes import compare, jobs, results
 from api.runner import RayJobs
 from api.service import reconcile_active
 from api.settings import Settings, SettingsError
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
     app.openapi = openapi
     app.include_router(jobs.router)
     app.include_router(results.router)
+    app.include_router(compare.router)
 
     @app.get("/healthz", tags=["service"])
     def healthz(services: ServicesDep) -> dict[str, str]:

@@ -48,7 +48,8 @@ app.command()(library.extract)
 
 app.command()(grid.validate)
 app.command()(grid.run)
-app.command()(grid.report)
+app.command()(client.report)
+app.command()(client.compare)
 app.command("run-job", hidden=True)(grid.run_job)
 
 app.command()(server_cli.serve)

@@ -194,6 +194,20 @@ class ServiceClient:
         answer = self._send("GET", f"{_job_path(job_id)}/results", params=_params(format=format, stage=stage))
         return answer.json() if format == "json" else answer.content
 
+    def epochs(self, job_id: str, format: ResultFormat = "json", stage: str | None = None) -> bytes | list:
+        """Every trial-epoch of the job: a list of dicts for json, the file's bytes for csv and parquet."""
+        answer = self._send("GET", f"{_job_path(job_id)}/epochs", params=_params(format=format, stage=stage))
+        return answer.json() if format == "json" else answer.content
+
+    def report(self, job_id: str) -> bytes:
+        """The job's report: one self-contained HTML page."""
+        return self._send("GET", f"{_job_path(job_id)}/report").content
+
+    def compare(self, job_ids: list[str], format: str = "json") -> bytes | dict:
+        """Jobs side by side: a dict for json, the page's or the table's bytes for html and csv."""
+        answer = self._send("GET", "/v1/compare", params={"jobs": list(job_ids), "format": format})
+        return answer.json() if format == "json" else answer.content
+
     def best(self, job_id: str) -> dict:
         """The best evaluated genotype, its metrics, and BOHB's best configuration."""
         return self._json("GET", f"{_job_path(job_id)}/best")

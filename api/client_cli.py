@@ -9,6 +9,7 @@ client config file, then uses http://127.0.0.1:8000 and no token.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ from trials.results import STAGES
 if TYPE_CHECKING:
     from api.client import ServiceClient
 
-__all__ = ["best", "cancel", "follow_job", "list_", "print_summary", "results", "resume", "status", "submit"]
+__all__ = ["best", "cancel", "compare", "follow_job", "list_", "print_summary", "report", "results", "resume", "status",
+           "submit"]
 
 POLL_SECONDS = 1.0
 
@@ -222,12 +224,14 @@ def list_(
 
 def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
            token: TokenOption = None) -> None:
-    """A job's status, timestamps, Ray job, dashboard link and progress per stage."""
+    """A job's status, timestamps, Ray job, dashboard link, report link and progress per stage."""
     with _service(server, token) as client:
         found = client.job(job)
+        base = client.server
     if as_json:
         print(json.dumps(found))
         return
+    report = f"{base}{found['report_url']}" if found.get("report_url") else "-"
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
@@ -235,7 +239,7 @@ def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption =
         ("status", found["status"]), ("owner", found["owner"]), ("created", _when(found["created_at"])),
         ("started", _when(found["started_at"])), ("ended", _when(found["ended_at"])),
         ("Ray job", found["ray_job_id"] or "-"), ("dashboard", found["dashboard_url"] or "-"),
-        ("storage", found["storage"]), ("error", found["error"] or "-"),
+        ("storage", found["storage"]), ("report", report), ("error", found["error"] or "-"),
     ):
         facts.add_row(name, Text(str(value)))
     console.print(f"job {found['id']} {found['name']!r} (times in UTC)", highlight=False)
@@ -276,19 +280,24 @@ def results(
     stage: Annotated[Optional[str], typer.Option(help=f"Only this stage: {', '.join(STAGES)}.")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="Write the rows to this file ('-': stdout) in --format.")] = None,
+    per_epoch: Annotated[bool, typer.Option(
+        "--per-epoch", help="Every trial-epoch instead (train/val loss, val/test top-1, α/β entropy, lr): "
+                            "one row per trial and epoch.")] = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Every result row of a job (or of one stage): a table, JSON, CSV or Parquet."""
+    """Every result row of a job (or of one stage), or with --per-epoch every trial-epoch: a table,
+    JSON, CSV or Parquet."""
     if format not in ("json", "csv", "parquet"):
         fail(f"--format {format!r}: choose json, csv or parquet")
     if format == "parquet" and (output is None or str(output) == "-"):
         fail("--format parquet writes a binary file: name it with -o FILE")
     with _service(server, token) as client:
-        answer = client.results(job, format=format, stage=stage)
+        fetch = client.epochs if per_epoch else client.results
+        answer = fetch(job, format=format, stage=stage)
     if format == "json":
         if output is None:
-            _print_rows(job, answer)
+            (_print_epochs if per_epoch else _print_rows)(job, answer)
             return
         answer = (json.dumps(answer, indent=2) + "\n").encode()
     if output is None or str(output) == "-":
@@ -311,6 +320,22 @@ def _print_rows(job: str, rows: list[dict[str, Any]]) -> None:
         loss = "-" if r["val_loss"] is None else f"{r['val_loss']:.3f}"
         table.add_row(r["stage"], r["trial_id"], _setting(r), r["status"], _pct(r["test_top1"]), loss,
                       _count(r["fusion_params"]))
+    console.print(table)
+
+
+def _print_epochs(job: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"job {job}: {len(rows)} trial-epochs")
+    for column in ("stage", "trial"):
+        table.add_column(column)
+    for column in ("epoch", "train loss", "val loss", "val top-1", "test top-1", "α entropy"):
+        table.add_column(column, justify="right")
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for r in rows:
+        table.add_row(r["stage"], r["trial_key"], f"{r['epoch']}/{r['epochs']}", num(r["train_loss"]),
+                      num(r["val_loss"]), _pct(r["val_top1"]), _pct(r["test_top1"]), num(r["alpha_entropy"]))
     console.print(table)
 
 
@@ -356,3 +381,93 @@ def best(job: JobArgument, as_json: JsonOption = False, server: ServerOption = N
     for name, value in bohb["config"].items():
         config.add_row(name, "-" if value is None else str(value))
     console.print(config)
+
+
+# --- reports and comparisons: a job's directory, or a job of the service ---------------------------
+
+
+def _is_job_dir(job: str) -> bool:
+    """A job directory: a URI, a path with a directory separator or one that exists (the report is made
+    here); else a job id of the service (ids have no separator)."""
+    return "://" in job or "/" in job or os.sep in job or Path(job).is_dir()
+
+
+def report(
+    job: Annotated[str, typer.Argument(metavar="JOB", help=(
+        "A finished job: its directory <storage>/<job id> (a path or a URI), or a job id of the service."))],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Where the report goes; default: a job directory's report/, a service job's "
+                            "./<job id>-report.html.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A finished job's report: report.html (tables, figures, genotype diagrams; self-contained), and for
+    a job directory also report.md, a CSV per table (thesis tables 3, 4, 5, operator choice) and the
+    figures as PNG and SVG."""
+    if not _is_job_dir(job):
+        with _service(server, token) as client:
+            page = client.report(job)
+        target = (out / "report.html") if out is not None else Path(f"{job}-report.html")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(page)
+        except OSError as exc:
+            fail(f"{target}: cannot write the report: {exc.strerror}")
+        console.print(f"wrote {target} ({len(page):,} bytes)", markup=False, highlight=False)
+        return
+    from trials.job_report import ReportError, write_report
+
+    try:
+        written = write_report(job, out)
+    except ReportError as exc:
+        fail(exc)
+    html = next(w for w in written if w.endswith("report.html"))
+    console.print(f"wrote {html}, {written[0]} and {len(written) - 2} tables and figures beside them",
+                  markup=False, highlight=False)
+
+
+def compare(
+    jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help=(
+        "Two or more jobs: job directories (paths or URIs) or job ids of the service (not mixed)."))],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Also write compare.md, compare.csv and compare.html (the figure overlaid) here.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Jobs side by side: per setting and group of genotypes (searched, random, controls; baselines per
+    combo), each job's test top-1 n, mean ± std and best."""
+    from trials.compare import MAX_JOBS, compare_html, compare_section
+    from trials.report import format_cell, render_csv, render_markdown
+
+    if not 1 <= len(jobs) <= MAX_JOBS:
+        fail(f"compare: name 1 to {MAX_JOBS} jobs, got {len(jobs)}")
+    local = [_is_job_dir(j) for j in jobs]
+    if any(local) and not all(local):
+        fail("compare: give job directories or job ids of the service, not both")
+    rows: dict[str, list[dict[str, Any]]] = {}
+    if all(local):
+        from trials.job_report import ReportError, read_job
+
+        for job in jobs:
+            try:
+                found = read_job(job)
+            except ReportError as exc:
+                fail(exc)
+            rows[found.job if found.job not in rows else job] = found.rows
+    else:
+        with _service(server, token) as client:
+            for job in jobs:
+                rows[job] = client.results(job)
+    section = compare_section(rows)
+    table = Table(title=section.title)
+    for column in section.columns:
+        table.add_column(column.header, justify="right" if column.kind != "text" else "left")
+    for row in section.rows:
+        table.add_row(*(format_cell(c, row) for c in section.columns))
+    console.print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(render_markdown(section))
+        (out / "compare.csv").write_text(render_csv(section))
+        (out / "compare.html").write_text(compare_html(rows))
+        console.print(f"wrote {out / 'compare.html'}, compare.md and compare.csv", markup=False, highlight=False)

@@ -56,6 +56,8 @@ class JobOut(BaseModel):
     error: str | None
     ray_job_id: str | None = Field(description="The Ray Jobs API submission id of the job's driver.")
     dashboard_url: str | None = Field(description="The Ray dashboard's page of this job.")
+    report_url: str | None = Field(None, description=(
+        "The job's HTML report (GET, same auth as the job), once it has succeeded: tables, figures, genotypes."))
     storage: str = Field(description="Where the job's checkpoints and result tables are.")
 
     @classmethod
@@ -66,6 +68,7 @@ class JobOut(BaseModel):
             id=job.id, name=job.name, owner=job.owner.name, status=job.status, n_trials=job.n_trials,
             progress=progress, created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
             error=job.error, ray_job_id=job.ray_job_id, dashboard_url=url, storage=job.storage_dir,
+            report_url=f"/v1/jobs/{job.id}/report" if job.status == "succeeded" else None,
         )
 
 

@@ -43,8 +43,8 @@ def test_the_entry_module_alone_assembles_every_command():
         assert not hasattr(sys.modules[module], "app"), f"{module} has an app of its own"
     group = typer.main.get_command(api.cli.app)
     assert group.list_commands(None) == [
-        "space", "synth", "search", "evaluate", "baseline", "demo", "extract", "validate", "run", "report", "run-job",
-        "serve", "stop-ray", "submit", "list", "status", "cancel", "resume", "results", "best", "local-job",
+        "space", "synth", "search", "evaluate", "baseline", "demo", "extract", "validate", "run", "report", "compare",
+        "run-job", "serve", "stop-ray", "submit", "list", "status", "cancel", "resume", "results", "best", "local-job",
         "genotype", "token",
     ]
     assert group.get_command(None, "run-job").hidden

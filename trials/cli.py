@@ -15,7 +15,7 @@ from rich.table import Table
 
 from adf_service.console import console, err_console, fail
 
-__all__ = ["RayAddressError", "ray_init_address", "report", "run", "run_job", "summary_table", "validate"]
+__all__ = ["RayAddressError", "ray_init_address", "run", "run_job", "summary_table", "validate"]
 
 REACH_TIMEOUT = 5.0  # seconds a cluster's GCS gets to accept a connection before `run` gives up
 
@@ -202,18 +202,3 @@ def run_job(
     finally:
         ray.shutdown()
     console.print(json.dumps({"job": outcome.job_id, "counts": outcome.counts, "tables": outcome.tables}))
-
-
-def report(
-    job_dir: Annotated[str, typer.Argument(help="A finished job's directory, <storage>/<job id> (a path or a URI).")],
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Where report.md and the CSV tables go; default: <job dir>/report/.")] = None,
-) -> None:
-    """Write a finished job's tables (thesis tables 3, 4, 5, operator choice) as Markdown and CSV."""
-    from trials.report import ReportError, write_report
-
-    try:
-        written = write_report(job_dir, out)
-    except ReportError as exc:
-        fail(exc)
-    console.print(f"wrote {written[0]} and {len(written) - 1} CSV tables beside it", markup=False, highlight=False)

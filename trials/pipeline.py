@@ -10,6 +10,7 @@ from their last checkpoint (``FailureConfig``); a job whose driver died resumes 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ from ray.tune.experiment import Trial
 from adf_service.features.store import FeatureStore
 from trials.bohb import bohb_sample_trial, bohb_trial, bohb_tuner_parts, with_base
 from trials.config import TUNE_KEY, TrialConfig
+from trials.epochs import write_epochs
 from trials.expand import (
     baseline_trials,
     control_trials,
@@ -34,6 +36,7 @@ from trials.expand import (
     search_trials,
     stage_counts,
 )
+from trials.job_report import write_report
 from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
@@ -42,6 +45,8 @@ from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
 
 __all__ = ["SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError", "run_grid"]
+
+logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
 
@@ -179,6 +184,8 @@ def run_grid(
             tables = write_tables(storage, rows)
             summaries = setting_summaries(rows, seed=spec.seed)
             storage.write_text(SUMMARY_FILE, json.dumps(summaries, indent=1))
+            write_epochs(storage)  # results/epochs.parquet: every trial-epoch, for exports and curves
+            _write_job_report(storage)
             progress.settle(rows)
     except Exception as exc:
         if progress.fenced or isinstance(exc, Fenced):  # Tune wraps what a callback raised
@@ -189,6 +196,15 @@ def run_grid(
         bucket = counts.setdefault(row["stage"], {"succeeded": 0, "failed": 0})
         bucket[row["status"]] += 1
     return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts, summaries)
+
+
+def _write_job_report(storage: JobStorage) -> None:
+    """The job's report into <job>/report/ (report.html is what GET /v1/jobs/{id}/report serves). A
+    report that cannot be made is logged, and the job keeps its results: `adf-service report` retries."""
+    try:
+        write_report(storage)
+    except Exception:  # noqa: BLE001 - a figure's failure must not fail a finished grid
+        logger.exception("%s: the job's report could not be written; its result tables are kept", storage.uri)
 
 
 def _trial_key(trial: Trial) -> str:

@@ -3,7 +3,7 @@
 Each table is a pure function from result rows (RESULT_SCHEMA's dicts, every stage's) to a
 list of dicts, one dict a table row, so the service can serve them as they are;
 :class:`Section` adds a title, notes and how each column reads, and two small renderers
-write Markdown and CSV. :func:`write_report` does it for a job's directory (`adf-service
+write Markdown and CSV. :func:`trials.job_report.write_report` does it for a job's directory (`adf-service
 report`, trials/cli.py; the columns are in docs/results.md, "Reports").
 
 Numbers come from succeeded trials only (failed ones are counted in the status table), and a
@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from scipy.stats import binomtest
@@ -31,22 +27,17 @@ from adf_service.modalities import BASELINE_COMBOS, combo_name
 from adf_service.space import SearchSpace
 from adf_service.stats import summarize
 from trials.config import BOHB_HYPERPARAMETERS, STAGES, TrialConfig
-from trials.results import TRIAL_STATUSES, best_evaluation, bohb_best, read_table
-from trials.storage import JobStorage
+from trials.results import TRIAL_STATUSES, best_evaluation, bohb_best
 from trials.summary import SETTING_KEYS, group_of, setting_summaries
 
 __all__ = [
-    "ARCHITECTURE_KEYS", "Column", "JobResults", "ReportError", "Section", "baseline_table", "bohb_table",
-    "job_sections", "operator_choice_table", "read_job", "render_csv", "render_markdown",
-    "searched_vs_random_table", "setting_table", "status_table", "write_report",
+    "ARCHITECTURE_KEYS", "NUMERIC_KINDS", "Column", "Section", "baseline_table", "bohb_table", "format_cell", "job_sections",
+    "operator_choice_table", "render_csv", "render_markdown", "searched_vs_random_table", "setting_table",
+    "status_table",
 ]
 
 ARCHITECTURE_KEYS = ("operators", "discretization", "n_inputs")  # table 4's (S, disc, I): the best over C
 BOHB_KEYS = (*BOHB_HYPERPARAMETERS, "epochs")
-
-
-class ReportError(ValueError):
-    """A job directory with nothing to report."""
 
 
 # --- the tables: rows in, rows out ---------------------------------------------------------------
@@ -221,7 +212,7 @@ FORMATS = {
     "loss": lambda v: f"{v:.4f}",
 }
 _MARKDOWN = {"int": lambda v: f"{int(v):,}"}  # thousands apart for the eye; the CSV keeps plain integers
-_NUMERIC = {"int", "top1", "delta", "sig3", "share", "loss"}
+NUMERIC_KINDS = {"int", "top1", "delta", "sig3", "share", "loss"}
 
 
 @dataclass(frozen=True)
@@ -314,7 +305,7 @@ def job_sections(rows: Sequence[dict[str, Any]], *, seed: int = 0, select: str =
     ]
 
 
-def _cell(column: Column, row: dict[str, Any]) -> str:
+def format_cell(column: Column, row: dict[str, Any]) -> str:
     values = [row.get(k) for k in column.keys]
     if values[0] is None:
         return "–"
@@ -329,9 +320,9 @@ def render_markdown(section: Section) -> str:
     lines = [f"## {section.title}", "", *section.notes, ""]
     if not section.rows:
         return "\n".join([*lines, f"_{section.empty}_", ""])
-    rule = ["---:" if c.kind in _NUMERIC else "---" for c in section.columns]
+    rule = ["---:" if c.kind in NUMERIC_KINDS else "---" for c in section.columns]
     lines += [f"| {' | '.join(c.header for c in section.columns)} |", f"| {' | '.join(rule)} |"]
-    lines += [f"| {' | '.join(_cell(c, row) for c in section.columns)} |" for row in section.rows]
+    lines += [f"| {' | '.join(format_cell(c, row) for c in section.columns)} |" for row in section.rows]
     return "\n".join([*lines, ""])
 
 
@@ -344,62 +335,3 @@ def render_csv(section: Section) -> str:
         writer.writerow(["" if row.get(k) is None else FORMATS[c.kind](row[k])
                          for c in section.columns for k in c.keys])
     return text.getvalue()
-
-
-# --- a job's directory ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobResults:
-    """A job's rows, every stage's, with what its report says of it."""
-
-    job: str
-    spec_name: str | None  # None: the job directory has no spec.json
-    seed: int  # the spec's seed: the bootstrap intervals'
-    select: str  # the spec's bohb.select
-    written_at: datetime  # when the last result table was written
-    rows: list[dict[str, Any]]
-
-
-def _storage(job_dir: str | Path) -> JobStorage:
-    text = str(job_dir)
-    return JobStorage.at(text if "://" in text else Path(text).resolve())
-
-
-def read_job(job_dir: str | Path) -> JobResults:
-    """A job's result tables and spec; :class:`ReportError` when it has no result table."""
-    storage = _storage(job_dir)
-    if not storage.exists():
-        raise ReportError(f"{job_dir}: no such job directory")
-    present = [s for s in STAGES if storage.exists("results", f"{s}.parquet")]
-    if not present:
-        raise ReportError(f"{job_dir}: no result tables (results/<stage>.parquet); "
-                          "a job writes them when its stages have ended")
-    rows = [row for stage in present for row in read_table(storage, stage).to_pylist()]
-    times = [storage.filesystem.get_file_info(posixpath.join(storage.path, "results", f"{s}.parquet")).mtime
-             for s in present]
-    spec = json.loads(storage.read_text("spec.json")) if storage.exists("spec.json") else {}
-    return JobResults(storage.job_id, spec.get("name"), spec.get("seed", 0),
-                      spec.get("bohb", {}).get("select", "val"), max(times).astimezone(timezone.utc), rows)
-
-
-def write_report(job_dir: str | Path, out_dir: Path | None = None) -> list[Path]:
-    """Write ``report.md`` and one CSV file per table into ``out_dir`` (default ``<job dir>/report``,
-    for a job on local storage); the files written, report.md first."""
-    job = read_job(job_dir)
-    if out_dir is None:
-        local = _storage(job_dir).local_dir
-        if local is None:
-            raise ReportError(f"{job_dir}: not on a local disk; give the report a directory with -o DIR")
-        out_dir = local / "report"
-    sections = job_sections(job.rows, seed=job.seed, select=job.select)
-    spec = f"spec `{job.spec_name}`" if job.spec_name else "no spec.json"
-    head = [f"# Report of job `{job.job}`", "",
-            f"Job `{job.job}` ({spec}), results written {job.written_at:%Y-%m-%d %H:%M} UTC.", ""]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "report.md"]
-    written[0].write_text("\n".join(head + [render_markdown(s) for s in sections]))
-    for section in sections:
-        written.append(out_dir / f"{section.name}.csv")
-        written[-1].write_text(render_csv(section))
-    return written

@@ -101,6 +101,17 @@ class JobStorage:
         """Write a small file whole (readers never see half of it)."""
         self._atomic(self._file(name), lambda path: self._put(path, text.encode()))
 
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """Write a file whole at ``name`` (a relative path; its directories are made); its URI."""
+        final = self._file(name)
+        self.filesystem.create_dir(posixpath.dirname(final), recursive=True)
+        self._atomic(final, lambda path: self._put(path, data))
+        return posixpath.join(self.uri, name)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.filesystem.open_input_stream(self._file(name)) as stream:
+            return stream.read()
+
     def read_text(self, name: str) -> str:
         with self.filesystem.open_input_stream(self._file(name)) as stream:
             return stream.read().decode()

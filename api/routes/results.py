@@ -1,4 +1,4 @@
-"""/v1/jobs/{id}/trials, /results, /best, /trials/{trial}/genotype: a job's results.
+"""/v1/jobs/{id}/trials, /results, /epochs, /report, /best, /trials/{trial}/genotype: a job's results.
 
 Result rows come from the store, where they are imported from the job's Parquet tables
 when its Ray job succeeds; pages and filters are SQL queries on indexed columns.
@@ -9,19 +9,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import posixpath
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from anyio import to_thread
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse
 
 from adf_service.space import CELLS_RANGE, DISCRETIZATIONS, INPUTS_RANGE, OPERATOR_SETS
 from api.deps import CurrentUser, CurrentViewer, ServicesDep, SessionDep
 from api.jobstore import get_job, get_trial, list_trials
 from api.problems import Problem
 from api.schemas import BestOut, TrialOut, TrialPage
+from trials.epochs import EPOCH_SCHEMA, read_epochs
 from trials.results import RESULT_SCHEMA, STAGES, TRIAL_STATUSES, best_evaluation, bohb_best
+from trials.storage import JobStorage
 
 __all__ = ["router"]
 
@@ -77,6 +81,24 @@ def _all_rows(session, job, stage: str | None) -> list[dict[str, Any]]:
     return [r.to_dict() for r in rows]
 
 
+def _table_response(rows: list[dict[str, Any]], schema: pa.Schema, format: str, name: str) -> Response:
+    """Rows as JSON, CSV or Parquet (with ``schema``'s columns), the latter two as attachments."""
+    if format == "json":
+        return Response(json.dumps(rows), media_type="application/json")
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=schema.names, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(out.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'})
+
+
 @router.get("/results", responses={200: {"content": {
     "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}}}})
 def results(
@@ -88,21 +110,58 @@ def results(
     job = get_job(session, job_id, viewer=user)
     rows = _all_rows(session, job, stage)
     rows.sort(key=lambda r: (STAGES.index(r["stage"]), r["trial_key"] or ""))
-    name = f"{job.id}-{stage or 'all'}"
-    if format == "json":
-        return Response(json.dumps(rows), media_type="application/json")
-    if format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=RESULT_SCHEMA.names)
-        writer.writeheader()
-        writer.writerows(rows)
-        return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    table = pa.Table.from_pylist([{k: r.get(k) for k in RESULT_SCHEMA.names} for r in rows], schema=RESULT_SCHEMA)
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'})
+    return _table_response(rows, RESULT_SCHEMA, format, f"{job.id}-{stage or 'all'}")
+
+
+@router.get("/epochs", responses={200: {"content": {
+    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}}}})
+async def epochs(
+    job_id: str, viewer: CurrentViewer, services: ServicesDep,
+    format: Literal["json", "csv", "parquet"] = "json",
+    stage: Stage | None = None,
+) -> Response:
+    """Every trial-epoch of the job (train/val loss, val/test top-1, α/β entropy, lr, seconds), one row
+    each: ``results/epochs.parquet`` once the job has ended, its trial directories while it runs."""
+    def load() -> list[dict[str, Any]]:
+        with services.sessions() as session:
+            job = get_job(session, job_id, viewer=viewer)
+            storage = job.storage_dir
+        try:
+            rows = read_epochs(JobStorage.at(storage))
+        except (OSError, pa.ArrowException) as exc:
+            raise Problem(503, f"job {job_id}: its storage cannot be read now ({exc})") from None
+        return [r for r in rows if stage is None or r["stage"] == stage]
+
+    rows = await to_thread.run_sync(load, limiter=services.store_limiter)
+    return _table_response(rows, EPOCH_SCHEMA, format, f"{job_id}-epochs-{stage or 'all'}")
+
+
+@router.get("/report", response_class=HTMLResponse, responses={
+    200: {"content": {"text/html": {}}, "description": "The job's report: one self-contained HTML page"},
+    409: {"description": "The job has no result tables yet"}})
+async def report(job_id: str, viewer: CurrentViewer, services: ServicesDep) -> HTMLResponse:
+    """The job's report (tables 3-5, searched vs random with statistics, figures, genotype diagrams) as one
+    HTML page with nothing external: the one the job wrote at its end, else made now from its tables."""
+    def load() -> bytes:
+        # torch, scipy and matplotlib load on the first report asked for, not when the server starts
+        from trials.job_report import REPORT_DIR, REPORT_HTML, ReportError, build_report, read_job
+
+        with services.sessions() as session:
+            job = get_job(session, job_id, viewer=viewer)
+            status, storage_dir = job.status, job.storage_dir
+        storage = JobStorage.at(storage_dir)
+        written = posixpath.join(REPORT_DIR, REPORT_HTML)
+        try:
+            if storage.exists(written):
+                return storage.read_bytes(written)
+            return build_report(read_job(storage))[REPORT_HTML]
+        except ReportError:
+            raise Problem(409, f"job {job_id} ({status}) has no result tables yet: its report comes "
+                               "when its stages have ended") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise Problem(503, f"job {job_id}: its storage cannot be read now ({exc})") from None
+
+    return HTMLResponse(await to_thread.run_sync(load, limiter=services.store_limiter))
 
 
 @router.get("/best", response_model=BestOut, responses={409: {"description": "No evaluated trial yet"}})

@@ -75,6 +75,27 @@ def test_results_come_as_json_csv_and_parquet_with_the_same_rows(alice, finished
     assert table.num_rows == 3 and set(table.column("stage").to_pylist()) == {"bohb"}
 
 
+def test_per_epoch_results_have_one_row_per_trial_epoch_in_every_format(alice, finished):
+    url = f"/v1/jobs/{finished['id']}/epochs"
+    rows = alice.get(f"/v1/jobs/{finished['id']}/results").json()
+    epochs = alice.get(url).json()
+    by_trial: dict[tuple[str, str], list[int]] = {}
+    for e in epochs:
+        by_trial.setdefault((e["stage"], e["trial_key"]), []).append(e["epoch"])
+    assert set(by_trial) == {(r["stage"], r["trial_key"]) for r in rows}
+    for (stage, key), numbers in by_trial.items():
+        total = next(e["epochs"] for e in epochs if (e["stage"], e["trial_key"]) == (stage, key))
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) <= total, (stage, key)
+        if stage != "bohb":  # HyperBand stops some BOHB trials early; every other trial runs to its end
+            assert len(numbers) == total, (stage, key)
+    search = [e for e in epochs if e["stage"] == "search"]
+    assert search and all(e["alpha_entropy"] is not None and e["test_top1"] is None for e in search)
+    csv_lines = alice.get(url, params={"format": "csv"}).text.splitlines()
+    assert csv_lines[0].startswith("job,stage,trial_key,trial_id,epoch,epochs") and len(csv_lines) == len(epochs) + 1
+    table = pq.read_table(io.BytesIO(alice.get(url, params={"format": "parquet", "stage": "search"}).content))
+    assert table.num_rows == len(search)
+
+
 def test_best_names_the_best_evaluation_its_genotype_and_bohbs_best_config(alice, finished):
     best = alice.get(f"/v1/jobs/{finished['id']}/best").json()
     assert best["trial"]["stage"] == "evaluation" and best["genotype"]["operators"] == "S2"

@@ -10,6 +10,7 @@ import json
 import random
 import statistics
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
@@ -20,7 +21,8 @@ from adf_service.space import SearchSpace
 from adf_service.stats import compare
 from api.cli import app
 from trials.config import Setting, TrialConfig
-from trials.report import read_job, searched_vs_random_table, write_report
+from trials.job_report import read_job, write_report
+from trials.report import searched_vs_random_table
 from trials.results import RESULT_SCHEMA, write_tables
 
 SEED = 3  # the job's spec seed: the bootstrap intervals'
@@ -104,9 +106,9 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     rows = job_rows()
     job = write_job(tmp, rows)
-    written = write_report(job)
+    written = [Path(w) for w in write_report(job)]
     tables = {}
-    for path in written[1:]:
+    for path in (p for p in written if p.suffix == ".csv"):
         with path.open() as f:
             reader = csv.DictReader(f)
             tables[path.stem] = (reader.fieldnames, list(reader))
@@ -124,10 +126,12 @@ def top1(value: float) -> str:
 
 
 def test_the_report_lands_in_the_job_directory_with_a_csv_per_table(report):
-    names = [p.name for p in report["written"]]
-    assert names == ["report.md", "table3_baselines.csv", "table4_searched_vs_random.csv", "table4_per_setting.csv",
-                     "table5_bohb.csv", "operator_choice.csv", "trial_status.csv"]
-    assert all(p.parent == report["job"] / "report" for p in report["written"])
+    names = [p.name for p in report["written"] if p.parent.name != "figures"]
+    assert names == ["report.md", "report.html", "table3_baselines.csv", "table4_searched_vs_random.csv",
+                     "table4_per_setting.csv", "table5_bohb.csv", "operator_choice.csv", "trial_status.csv"]
+    assert all(p.parent == report["job"] / "report" for p in report["written"] if p.parent.name != "figures")
+    figures = [p for p in report["written"] if p.parent.name == "figures"]
+    assert figures and {p.suffix for p in figures} == {".png", ".svg"} and all(p.stat().st_size for p in figures)
     rows_per_table = {"table3_baselines": 2, "table4_searched_vs_random": 2, "table4_per_setting": 3,
                       "table5_bohb": 2, "operator_choice": 6 + 5, "trial_status": 6}
     assert {name: len(rows) for name, (_, rows) in report["tables"].items()} == rows_per_table
@@ -251,7 +255,7 @@ def test_failed_trials_are_counted_per_stage_but_give_no_number(report):
 
 def test_a_job_without_bohb_rows_says_bohb_did_not_run(tmp_path):
     job = write_job(tmp_path, [r for r in job_rows() if r["stage"] != "bohb"])
-    [md, *_] = written = write_report(job, tmp_path / "out")
+    [md, *_] = written = [Path(w) for w in write_report(job, tmp_path / "out")]
     assert "_BOHB did not run._" in md.read_text()
     table5 = tmp_path / "out" / "table5_bohb.csv"
     assert table5 in written and table5.read_text().splitlines() == [
