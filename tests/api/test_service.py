@@ -4,6 +4,7 @@ every job as a Ray job, a real SQLite job store."""
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
@@ -94,6 +95,33 @@ def test_per_epoch_results_have_one_row_per_trial_epoch_in_every_format(alice, f
     assert csv_lines[0].startswith("job,stage,trial_key,trial_id,epoch,epochs") and len(csv_lines) == len(epochs) + 1
     table = pq.read_table(io.BytesIO(alice.get(url, params={"format": "parquet", "stage": "search"}).content))
     assert table.num_rows == len(search)
+
+
+def test_the_job_wrote_its_report_which_the_service_serves_to_its_owner_only(alice, bob, finished):
+    job_id = finished["id"]
+    assert finished["report_url"] == f"/v1/jobs/{job_id}/report"
+    written = Path(finished["storage"]) / "report" / "report.html"
+    assert written.is_file() and (Path(finished["storage"]) / "results" / "epochs.parquet").is_file()
+    page = alice.get(finished["report_url"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == written.read_bytes()
+    assert 'id="table-table3_baselines"' in page.text and page.text.count("<svg") >= 3
+    assert bob.get(finished["report_url"]).status_code == 404
+
+
+def test_compare_puts_jobs_side_by_side_from_their_rows(alice, bob, finished):
+    job_id = finished["id"]
+    rows = alice.get(f"/v1/jobs/{job_id}/results").json()
+    answer = alice.get("/v1/compare", params={"jobs": f"{job_id},{job_id}"}).json()
+    assert answer["jobs"] == [job_id]  # the same job twice is compared once
+    searched = [r for r in rows if r["stage"] == "evaluation" and r["status"] == "succeeded"
+                and r["learned"] is not False]
+    found = [r for r in answer["rows"] if r["group"] == "searched"]
+    assert sum(r["n_0"] for r in found) == len(searched)
+    page = alice.get("/v1/compare", params={"jobs": job_id, "format": "html"})
+    assert page.status_code == 200 and "<svg" in page.text
+    assert alice.get("/v1/compare", params={"jobs": ",".join(f"j{i}" for i in range(9))}).status_code == 422
+    assert bob.get("/v1/compare", params={"jobs": job_id}).status_code == 404
 
 
 def test_best_names_the_best_evaluation_its_genotype_and_bohbs_best_config(alice, finished):
