@@ -212,8 +212,12 @@ def search(
 
 def evaluate(
     store: Annotated[Path, typer.Argument(help="Feature store directory.")],
-    genotype: Annotated[Path, typer.Argument(help="Genotype JSON file.")],
-    out: Annotated[Path, typer.Option(help="Run directory: checkpoint and result.")],
+    genotype: Annotated[Optional[Path], typer.Argument(
+        help="Genotype JSON file (not with --weights: the weights file holds its genotype).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory: checkpoint and result (training only).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(
+        help="A trained network (model.pt of `adf-service best --export`): test it on the store's test split, "
+             "without training.")] = None,
     channels: int = 512,
     epochs: int = 70,
     batch_size: int = 64,
@@ -224,17 +228,25 @@ def evaluate(
     channels_last: ChannelsLastOption = "auto",
     deterministic: DeterministicOption = False,
 ) -> None:
-    """Train a genotype's fusion network from scratch; report the best-val epoch's test top-1."""
+    """Train a genotype's fusion network from scratch and report the best-val epoch's test top-1; or,
+    with --weights, test a trained network."""
     from adf_service.errors import USER_ERRORS
     from adf_service.genotype import Genotype
     from adf_service.train import Runtime, TrainConfig, drive, evaluation_run
 
+    runtime = Runtime(device, precision, channels_last, deterministic)
+    if weights is not None:
+        if genotype is not None:
+            fail(ValueError("give a GENOTYPE file or --weights, not both (the weights file holds its genotype)"))
+        _test_weights(_open_store(store), weights, batch_size, runtime)
+        return
+    if genotype is None or out is None:
+        fail(ValueError("training needs a GENOTYPE file and --out DIR (or test a trained network with --weights)"))
     feature_store = _open_store(store)
     try:
         run = evaluation_run(
             Genotype.load(genotype), feature_store, channels,
-            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-            Runtime(device, precision, channels_last, deterministic),
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), runtime,
         )
         out.mkdir(parents=True, exist_ok=True)
         with EpochProgress() as progress:
@@ -251,6 +263,29 @@ def evaluate(
         f"test top-1 {result.test_top1:.2f}% (best val epoch {result.best_epoch}), "
         f"fusion parameters {result.params:,}"
     )
+
+
+def _test_weights(store: FeatureStore, weights: Path, batch_size: int, runtime) -> None:
+    """Test a weights file's network on the store's test split (the modalities it was trained on)."""
+    import torch
+
+    from adf_service.errors import USER_ERRORS
+    from adf_service.features.dataset import ClipSet
+    from adf_service.fusion import count_parameters, load_fusion
+    from adf_service.train.metrics import evaluate as test
+
+    try:
+        network = load_fusion(weights)
+        data = torch.load(weights, map_location="cpu", weights_only=True)
+        clips = ClipSet.of(store, "test", "layer3", data["info"].get("modalities"))
+        if list(clips.channels()) != list(data["in_channels"]):
+            raise ValueError(f"{weights}: trained on inputs of {data['in_channels']} channels; the store's "
+                             f"{', '.join(clips.modalities)} have {list(clips.channels())}")
+        loss, top1 = test(runtime.prepare_model(network), clips, runtime, batch_size)
+    except USER_ERRORS as exc:
+        fail(exc)
+    console.print(f"test top-1 {top1:.2f}% (loss {loss:.4f}) on {len(clips)} test clips, "
+                  f"fusion parameters {count_parameters(network):,}")
 
 
 def baseline(

@@ -9,7 +9,10 @@ features → global average pool → concat → linear.
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,7 +22,10 @@ from adf_service.ops import create_op
 from adf_service.space import N_NODES
 from adf_service.supernet import Stem, cell_input_sources, input_node
 
-__all__ = ["BaselineNetwork", "FusionCell", "FusionNetwork", "count_parameters"]
+__all__ = [
+    "WEIGHTS_FORMAT", "BaselineNetwork", "FusionCell", "FusionNetwork", "FusionWeightsError", "count_parameters",
+    "fusion_weights", "load_fusion",
+]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -83,3 +89,42 @@ class BaselineNetwork(nn.Module):
         """One [B, C_m, T_m, H_m, W_m] per modality (shapes may differ) → [B, n_classes]."""
         pooled = [x.mean(dim=(2, 3, 4)) for x in features]
         return self.classifier(torch.cat(pooled, dim=1))
+
+
+# --- trained weights as a file --------------------------------------------------------------------
+
+WEIGHTS_FORMAT = "adf-fusion-weights/1"
+
+
+class FusionWeightsError(ValueError):
+    """A weights file that cannot be read, is not one, or does not fit its own genotype."""
+
+
+def fusion_weights(
+    genotype: Genotype, in_channels: Sequence[int], n_classes: int, channels: int,
+    state_dict: dict[str, torch.Tensor], **info: object,
+) -> dict[str, object]:
+    """What a weights file holds: enough to rebuild the network (its genotype, input channels per
+    modality, classes, channels C_f) and its trained ``state_dict``; ``info`` is kept as it is
+    (e.g. modalities, test top-1, the trial it came from)."""
+    return {"format": WEIGHTS_FORMAT, "genotype": genotype.to_dict(), "in_channels": list(in_channels),
+            "n_classes": int(n_classes), "channels": int(channels), "state_dict": state_dict, "info": dict(info)}
+
+
+def load_fusion(path: str | Path) -> FusionNetwork:
+    """The trained fusion network of a weights file (``adf-service best --export``), in eval mode:
+    ``load_fusion("best/model.pt")(features)`` gives logits for one ``[B, C_m, T, H, W]`` per modality."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise FusionWeightsError(f"{path}: cannot read fusion weights ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != WEIGHTS_FORMAT:
+        raise FusionWeightsError(f"{path}: not a fusion weights file (format {WEIGHTS_FORMAT!r} expected)")
+    genotype = Genotype.from_dict(data["genotype"], where=f"{path}: genotype")
+    network = FusionNetwork(genotype, data["in_channels"], data["n_classes"], data["channels"])
+    try:
+        network.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        raise FusionWeightsError(f"{path}: the weights do not fit the file's own genotype ({exc})") from None
+    return network.eval()

@@ -8,6 +8,7 @@ flags, then ``ADF_SERVER`` / ``ADF_TOKEN``, then the client config file
 
 from __future__ import annotations
 
+import io
 import os
 import tomllib
 import uuid
@@ -198,6 +199,14 @@ class ServiceClient:
         """Every trial-epoch of the job: a list of dicts for json, the file's bytes for csv and parquet."""
         answer = self._send("GET", f"{_job_path(job_id)}/epochs", params=_params(format=format, stage=stage))
         return answer.json() if format == "json" else answer.content
+
+    def best_export(self, job_id: str) -> dict[str, bytes]:
+        """The best genotype's export (genotype.json, model.pt, metrics.json): file name → bytes."""
+        import zipfile
+
+        answer = self._send("GET", f"{_job_path(job_id)}/best/export")
+        with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
 
     def report(self, job_id: str) -> bytes:
         """The job's report: one self-contained HTML page."""

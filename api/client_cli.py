@@ -339,13 +339,33 @@ def _print_epochs(job: str, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def best(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
-         token: TokenOption = None) -> None:
+def best(
+    job: Annotated[str, typer.Argument(metavar="JOB", help=(
+        "A job id of the service, or a job's directory <storage>/<job id> (a path or a URI)."))],
+    as_json: JsonOption = False,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", metavar="DIR", help="Also write genotype.json, model.pt (the trained weights: "
+        "adf_service.fusion.load_fusion, `adf-service evaluate --weights`) and metrics.json into DIR.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
     """A job's best evaluated genotype (highest test top-1): its cells, its metrics, and BOHB's best config."""
     from adf_service.genotype import Genotype, GenotypeError
 
-    with _service(server, token) as client:
-        found = client.best(job)
+    if _is_job_dir(job):
+        found, files = _local_best(job, export is not None)
+    else:
+        with _service(server, token) as client:
+            found = client.best(job)
+            files = client.best_export(job) if export is not None else {}
+    if export is not None:
+        try:
+            export.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                (export / name).write_bytes(data)
+        except OSError as exc:
+            fail(f"{export}: cannot write the export: {exc.strerror}")
+        err_console.print(f"wrote {', '.join(files)} into {export}", highlight=False)
     if as_json:
         print(json.dumps(found))
         return
@@ -384,6 +404,24 @@ def best(job: JobArgument, as_json: JsonOption = False, server: ServerOption = N
 
 
 # --- reports and comparisons: a job's directory, or a job of the service ---------------------------
+
+
+def _local_best(job: str, export: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """What ``/best`` answers and the export's files, for a job directory."""
+    from trials.export import ExportError, best_export
+    from trials.job_report import ReportError, read_job
+    from trials.results import best_evaluation, bohb_best
+
+    try:
+        results = read_job(job)
+        top = best_evaluation(results.rows)
+        if top is None:
+            raise ExportError(f"{job}: no succeeded evaluation of a learned search")
+        files = best_export(results) if export else {}
+    except (ReportError, ExportError) as exc:
+        fail(exc)
+    found = {"job": results.job, "trial": top, "genotype": json.loads(top["genotype"]), "bohb": bohb_best(results.rows)}
+    return found, files
 
 
 def _is_job_dir(job: str) -> bool:

@@ -173,6 +173,7 @@ class TrialRow(Base):
     test_top1: Mapped[float | None] = mapped_column(Double)
     fusion_params: Mapped[int | None] = mapped_column(BigInteger)
     total_params: Mapped[int | None] = mapped_column(BigInteger)
+    fusion_flops: Mapped[int | None] = mapped_column(BigInteger)  # FLOPs of one clip's forward pass
     learned: Mapped[bool | None] = mapped_column(Boolean)  # search, evaluation: did the supernet learn
     skip_edges: Mapped[int | None] = mapped_column(Integer)  # the genotype's skip edges
     genotype: Mapped[str | None] = mapped_column(Text)  # Genotype JSON

@@ -98,6 +98,8 @@ class TrialOut(BaseModel):
     test_top1: float | None
     fusion_params: int | None
     total_params: int | None
+    fusion_flops: int | None = Field(None, description="FLOPs of one clip's forward pass through the trained "
+                                     "network (a multiply-add is 2), as torch.utils.flop_counter counts them")
     learned: bool | None = Field(None, description="search, evaluation: whether the supernet's validation top-1 "
                                  "rose clearly above chance; false: its genotype is no searched result")
     skip_edges: int | None = Field(None, description="the genotype's skip edges (DARTS' skip collapse)")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from adf_service.features.manifest import FeatureStoreError, load_manifest
 from adf_service.modalities import MODALITIES
-from api.jobstore import create_job, echoed, replace_trials, set_progress, set_status
+from api.jobstore import JobNotFound, create_job, echoed, get_job, replace_trials, set_progress, set_status
 from api.models import Job, User
 from api.runner import RayJobNotFound, RayJobs, RayUnavailable
 from api.settings import Settings
@@ -29,7 +29,7 @@ from trials.spec import GridSpec
 from trials.storage import JobStorage, read_progress
 
 __all__ = [
-    "DatasetRefused", "accept_grid", "cancel_job", "import_results", "place_dataset", "reconcile",
+    "DatasetRefused", "accept_grid", "cancel_job", "import_results", "place_dataset", "place_transfer", "reconcile",
     "reconcile_active", "resume_job", "server_spec",
 ]
 
@@ -80,6 +80,28 @@ def place_dataset(spec: GridSpec, settings: Settings) -> GridSpec:
         key = "dataset.modalities" if spec.dataset.modalities else "baselines.combos"
         raise DatasetRefused(key, f"{missing} not in the store at {resolved} (it has {', '.join(available)})")
     return spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"store": str(resolved)})})
+
+
+def place_transfer(s: Session, owner: User, spec: GridSpec) -> GridSpec:
+    """The spec with ``transfer.from_job`` resolved: through the service, a transfer names one of the
+    submitter's succeeded jobs by its id (an admin: anyone's), and takes its genotypes from that job's
+    storage. A path or a URI is refused, so that a grid cannot read another user's results or probe
+    the server's disks (DatasetRefused, a 422)."""
+    if not spec.transfer.enabled or spec.transfer.from_job is None:
+        return spec
+    raw = spec.transfer.from_job
+    if "/" in raw or "://" in raw or "\\" in raw:
+        raise DatasetRefused("transfer.from_job", f"{echoed(raw)}: name one of your finished jobs by its id "
+                             "(`adf-service list`); paths and URIs are not taken by this service")
+    try:
+        source = get_job(s, raw, viewer=owner)
+    except JobNotFound:
+        raise DatasetRefused("transfer.from_job", f"no job {echoed(raw)} of yours") from None
+    if source.status != "succeeded":
+        raise DatasetRefused("transfer.from_job", f"job {source.id} is {source.status}: a transfer takes the "
+                             "genotypes of a succeeded job")
+    transfer = spec.transfer.model_copy(update={"from_job": source.storage_dir})
+    return spec.model_copy(update={"transfer": transfer})
 
 
 def server_spec(spec: GridSpec, settings: Settings) -> GridSpec:

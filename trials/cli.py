@@ -36,12 +36,14 @@ def _stage_counts_table(counts: dict[str, int]) -> Table:
 def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) -> None:
     """Check a grid.yaml without running it; print how many trials each stage would make."""
     from trials.expand import stage_counts
-    from trials.spec import GridSpecError, grid_warnings, load_grid
+    from trials.spec import GridSpecError, grid_warnings, load_grid, transfer_source_problem
 
     try:
         spec = load_grid(grid)
     except GridSpecError as exc:
         fail(exc)
+    if problem := transfer_source_problem(spec):
+        fail(f"{grid}: {problem}")
     console.print(f"{grid}: valid grid {spec.name!r}")
     console.print(_stage_counts_table(stage_counts(spec)))
     for warning in grid_warnings(spec):
@@ -106,10 +108,12 @@ def run(
 
     from trials.dataset import ensure_dataset
     from trials.pipeline import ResourceError, run_grid
-    from trials.spec import GridSpecError, load_grid
+    from trials.spec import GridSpecError, load_grid, transfer_source_problem
 
     try:
         spec = load_grid(grid)
+        if problem := transfer_source_problem(spec):
+            raise ValueError(f"{grid}: {problem}")
         init_address = ray_init_address(address)
         ensure_dataset(spec)
     except (GridSpecError, ValueError) as exc:

@@ -11,7 +11,9 @@ and is left out of the dict, so each stage's dict has exactly its own keys:
 - controls: setting, channels, partial_k, evaluation, control (the fixed genotype's name);
 - baselines: combo, training (§5.2.3);
 - bohb: setting, channels, partial_k, genotype, evaluation (``epochs`` = the largest
-  budget), min_epochs (§5.3.1, table 5).
+  budget), min_epochs (§5.3.1, table 5);
+- transfer: setting, channels, genotype, evaluation, source: another job's evaluated genotype
+  trained from scratch on this grid's store (§5.3.2, table 6).
 
 ``modalities`` is always there: None means every modality of the store.
 """
@@ -25,7 +27,7 @@ from typing import Any
 
 __all__ = ["BOHB_HYPERPARAMETERS", "STAGES", "TRIAL_STAGES", "TUNE_KEY", "Setting", "TrialConfig"]
 
-STAGES = ("baselines", "search", "evaluation", "random", "controls", "bohb")  # the result tables, in the order they run
+STAGES = ("baselines", "search", "evaluation", "random", "controls", "bohb", "transfer")  # the result tables, in pipeline order
 TRIAL_STAGES = tuple(s for s in STAGES if s != "evaluation")  # an evaluation runs inside its search trial
 TUNE_KEY = "trial"  # where a grid trial's Tune config holds its TrialConfig dict
 # What BOHB samples for a trial's evaluation training (thesis §5.3.1, table 5); the rest is the best run's.
@@ -73,6 +75,8 @@ class TrialConfig:
     min_epochs: int | None = None  # BOHB: its smallest budget, HyperBand's unit
     control: str | None = None  # controls: the fixed genotype's name (adf_service.genotype.control_names)
     deterministic: bool | None = None  # the grid's `deterministic: true`: cuDNN / torch deterministic mode
+    # transfer: the evaluation whose genotype it trains: {job, trial_key, store, test_top1} of the source job
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in TRIAL_STAGES:

@@ -1,8 +1,9 @@
 """Grid → trial configs: one :class:`~trials.config.TrialConfig` per trial, in a fixed order (no Ray here).
 
 Each stage has one function (:func:`baseline_trials`, :func:`search_trials`,
-:func:`random_trials`, :func:`control_trials`); :func:`stage_counts` says how many trials each stage makes without
-building them. A trial's seed depends only on the grid's ``seed`` and the trial's key
+:func:`random_trials`, :func:`control_trials`, :func:`transfer_trials`); :func:`stage_counts` says how many
+trials each stage makes without building them (for transfer, at most: its source job is not read).
+:func:`transfer_trials` alone reads files: the finished job it takes its genotypes from, and the stores. A trial's seed depends only on the grid's ``seed`` and the trial's key
 (:func:`trial_seed`), so adding a setting or a repeat to a grid leaves every other trial's
 seed as it was. Trials are ordered repeat by repeat: the first pass covers every setting
 before any setting runs twice.
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adf_service.features.manifest import FUSION_LAYER, FeatureStoreError, Manifest, load_manifest
 from adf_service.genotype import control_names
 from adf_service.modalities import combo_name
 from adf_service.space import OPERATOR_SETS, SearchSpace
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVERY_CONTROL",
+    "TransferError",
     "all_control_names",
     "baseline_trials",
     "control_trials",
@@ -35,6 +39,7 @@ __all__ = [
     "setting_key",
     "settings",
     "stage_counts",
+    "transfer_trials",
     "trial_seed",
 ]
 
@@ -80,7 +85,7 @@ def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[TrialConfi
                     modalities=tuple(spec.dataset.modalities) if spec.dataset.modalities else None,
                     channels=spec.space.channels,
                     partial_k=spec.space.partial_k,
-                    search=spec.search.model_dump(),
+                    search=spec.search.model_dump(exclude={"enabled"}),
                     evaluation=spec.evaluation.model_dump(),
                     deterministic=spec.deterministic or None,
                 )
@@ -90,7 +95,7 @@ def _setting_trials(spec: GridSpec, stage: str, repeats: int) -> list[TrialConfi
 
 def search_trials(spec: GridSpec) -> list[TrialConfig]:
     """Stages 2–3: one trial per setting × repeat; it searches, then evaluates its genotype."""
-    return _setting_trials(spec, "search", spec.repeats)
+    return _setting_trials(spec, "search", spec.repeats) if spec.search.enabled else []
 
 
 def random_trials(spec: GridSpec) -> list[TrialConfig]:
@@ -164,6 +169,87 @@ def baseline_trials(spec: GridSpec) -> list[TrialConfig]:
     return trials
 
 
+class TransferError(ValueError):
+    """A transfer stage that cannot run: no genotype in its source job, or a store without what a genotype fuses."""
+
+
+def transfer_trials(spec: GridSpec) -> list[TrialConfig]:
+    """Transfer (thesis §5.3.2, table 6): the best genotypes of ``transfer.from_job``, each trained from
+    scratch ``transfer.repeats`` times on this grid's store with ``transfer.training`` (None: ``evaluation``).
+
+    The genotypes are each setting's best evaluation of a learned search, the settings ranked by the
+    source job's ``bohb.select`` (:func:`trials.summary.best_per_setting`), at most ``transfer.genotypes``.
+    A trial fuses the modalities its source fused (a source that fused all of its store's: that store's),
+    which this store must have, with the layer3 channels of the source's store where that can still be
+    read. Keys: ``transfer-<source trial key>-r<repeat>``. Raises TransferError naming what is missing,
+    trials.job_report.ReportError for a source without result tables.
+    """
+    transfer = spec.transfer
+    if not transfer.enabled:
+        return []
+    from trials.job_report import read_job  # the report's reader of a job's tables and spec
+    from trials.summary import best_per_setting
+
+    source = read_job(transfer.from_job)
+    chosen = best_per_setting(source.rows, by=source.select, limit=transfer.genotypes)
+    if not chosen:
+        n = sum(1 for r in source.rows if r["stage"] == "evaluation")
+        raise TransferError(f"transfer.from_job {transfer.from_job}: no evaluation of a learned search to transfer "
+                            f"({n} evaluation rows; failed ones and those of unlearned searches do not count)")
+    store = load_manifest(Path(spec.dataset.store))
+    problems: list[str] = []
+    if FUSION_LAYER not in store.layers:
+        problems.append(f"the store {spec.dataset.store} has no {FUSION_LAYER} features, what a fusion network fuses")
+    bases = []
+    for row in chosen:
+        config = TrialConfig.from_json(row["config"], where=f"{transfer.from_job}: {row['trial_key']}")
+        modalities = _transferred_modalities(spec, store, row["trial_key"], config, problems)
+        bases.append((row, config, modalities))
+    if problems:
+        raise TransferError("transfer: " + "; ".join(problems))
+    training = (transfer.training or spec.evaluation).model_dump()
+    trials = []
+    for repeat in range(transfer.repeats):
+        for row, config, modalities in bases:
+            key = f"transfer-{row['trial_key']}-r{repeat}"
+            trials.append(TrialConfig(
+                stage="transfer", trial_key=key, setting=config.setting, repeat=repeat,
+                seed=trial_seed(spec.seed, key), store=spec.dataset.store, modalities=modalities,
+                channels=config.channels, genotype=row["genotype"], evaluation=training,
+                deterministic=spec.deterministic or None,
+                source={"job": row["job"], "trial_key": row["trial_key"], "store": config.store,
+                        "test_top1": row["test_top1"]},
+            ))
+    return trials
+
+
+def _transferred_modalities(spec: GridSpec, store: Manifest, key: str, source: TrialConfig,
+                            problems: list[str]) -> tuple[str, ...] | None:
+    """The modalities a transferred genotype fuses on ``store``; what the store lacks goes to ``problems``."""
+    try:
+        own = load_manifest(Path(source.store))
+    except (FeatureStoreError, OSError):
+        own = None  # the source's store is gone or on another machine: its channels cannot be compared
+    fused = source.modalities or (tuple(own.modalities) if own else None)
+    if fused is None:  # unknown: whatever this grid fuses
+        return tuple(spec.dataset.modalities) if spec.dataset.modalities else None
+    missing = [m for m in fused if m not in store.modalities]
+    if missing:
+        problems.append(f"{key} fuses {'+'.join(fused)}; the store {spec.dataset.store} has no {', '.join(missing)} "
+                        f"(it has {', '.join(store.modalities)})")
+    chosen = spec.dataset.modalities
+    if chosen is not None and not set(fused) <= set(chosen):
+        problems.append(f"{key} fuses {'+'.join(fused)}, more than dataset.modalities {{{', '.join(chosen)}}}")
+    if own is not None and FUSION_LAYER in own.layers and FUSION_LAYER in store.layers:
+        for m in (m for m in fused if m not in missing and m in own.modalities):
+            theirs, ours = own.shape(m, FUSION_LAYER)[0], store.shape(m, FUSION_LAYER)[0]
+            if theirs != ours:
+                problems.append(f"{key} fused {m} {FUSION_LAYER} features of {theirs} channels (store {source.store}); "
+                                f"the store {spec.dataset.store} has {ours}: the genotype's network needs the same "
+                                "features (the same backbones)")
+    return tuple(fused)
+
+
 def bohb_samples(min_budget: float, max_budget: float, eta: int, iterations: int) -> int:
     """How many configurations HyperBand samples in ``iterations`` iterations (Li et al. 2017).
 
@@ -186,10 +272,11 @@ def stage_counts(spec: GridSpec) -> dict[str, int]:
     """Trials per stage, in the order the stages run; 0 for a disabled stage."""
     n_settings = len(settings(spec))
     bohb = spec.bohb
+    searches = n_settings * spec.repeats if spec.search.enabled else 0
     return {
         "baselines": len(spec.baselines.combos) * spec.baselines.repeats if spec.baselines.enabled else 0,
-        "search": n_settings * spec.repeats,
-        "evaluation": n_settings * spec.repeats,
+        "search": searches,
+        "evaluation": searches,
         "random": n_settings * spec.random.repeats if spec.random.enabled else 0,
         "controls": (
             sum(len(setting_controls(spec, s)) for s in settings(spec)) * spec.controls.repeats
@@ -201,6 +288,8 @@ def stage_counts(spec: GridSpec) -> dict[str, int]:
             if bohb.enabled
             else 0
         ),
+        # At most: the source job may have fewer settings with a learned evaluation.
+        "transfer": spec.transfer.genotypes * spec.transfer.repeats if spec.transfer.enabled else 0,
     }
 
 

@@ -79,7 +79,8 @@ class TrainJob:
                 store, _modalities(config), _train_config(config.training, config.seed), runtime
             )
             return
-        if config.stage == "bohb":  # BOHB: the best genotype, with sampled hyper-parameters
+        # BOHB: the best genotype, with sampled hyper-parameters; transfer: another job's, on this store
+        if config.stage in ("bohb", "transfer"):
             self.genotype = Genotype.from_json(config.genotype, where=config.trial_key)
         elif config.stage == "controls":  # a fixed genotype: every kept edge one operator
             self.genotype = control_genotype(_space(config), config.setting.discretization, config.control)
@@ -117,6 +118,7 @@ class TrainJob:
             "val_top1": result.val_top1,
             "test_top1": result.test_top1,
             "fusion_params": result.params,
+            "fusion_flops": result.flops,
             "genotype": self._genotype_json(),
         }
         return {self.config.stage: row}
@@ -125,7 +127,7 @@ class TrainJob:
         if self.genotype is None:
             return None
         genotype = self.genotype
-        if self.config.stage != "bohb":  # BOHB's genotype keeps the provenance of the search that found it
+        if self.config.stage not in ("bohb", "transfer"):  # they keep the provenance of the search that found it
             genotype = genotype.with_provenance(self.run.runtime.provenance(
                 self.config.seed, made_by=f"{self.config.stage} {self.config.trial_key}"))
         return genotype.to_json(indent=None)
@@ -208,6 +210,7 @@ class SettingJob:
                 "val_top1": result.val_top1,
                 "test_top1": result.test_top1,
                 "fusion_params": result.params,
+                "fusion_flops": result.flops,
                 "learned": found.learned,  # an unlearned search's genotype is no searched result
                 "genotype": found.genotype.to_json(indent=None),
                 "wall_seconds": sum(r.seconds for r in result.history),

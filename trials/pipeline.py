@@ -1,10 +1,10 @@
 """The job driver: a grid spec → Ray Tune trials → Parquet result tables.
 
 Baselines, searches (each followed at once by its evaluation, in the same trial), random
-architectures and control genotypes run as one Tune experiment, so every free slot takes the next
-trial whatever its stage. Every trial checkpoints each epoch; failed trials are retried
-from their last checkpoint (``FailureConfig``); a job whose driver died resumes with
-``Tuner.restore`` (``adf-service run --resume JOB``).
+architectures, control genotypes and transferred genotypes (another job's, on this grid's store) run
+as one Tune experiment, so every free slot takes the next trial whatever its stage. Every trial
+checkpoints each epoch; failed trials are retried from their last checkpoint (``FailureConfig``);
+a job whose driver died resumes with ``Tuner.restore`` (``adf-service run --resume JOB``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from trials.expand import (
     ray_trial_counts,
     search_trials,
     stage_counts,
+    transfer_trials,
 )
 from trials.job_report import write_report
 from trials.progress import StageProgress
@@ -149,12 +150,11 @@ def run_grid(
     ``attempt`` (the service's count of this job's drivers) claims the job's lease: when a
     newer attempt claims it, this run stops writing and raises Fenced.
     """
-    # Trials run in their own working directories: give them an absolute store path.
-    dataset = spec.dataset.model_copy(update={"store": str(Path(spec.dataset.store).resolve())})
-    spec = spec.model_copy(update={"dataset": dataset})
+    spec = _absolute_paths(spec)
     job_id = job_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = JobStorage.of(spec.storage, job_id)
-    trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec), *control_trials(spec)]
+    transfer = transfer_trials(spec)  # reads its source job: a missing genotype or modality fails here
+    trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec), *control_trials(spec), *transfer]
     resources = _trial_resources(spec)
     if resume:
         if not tune.Tuner.can_restore(storage.uri):
@@ -166,7 +166,8 @@ def run_grid(
     if not resume:
         storage.write_text("spec.json", spec.model_dump_json(indent=1))
         storage.write_text("environment.json", json.dumps(environment(), indent=1))
-    totals = ray_trial_counts(spec)  # the "search" bar counts a search and its evaluation
+    # The "search" bar counts a search and its evaluation; transfer's count is known once its source is read.
+    totals = {**ray_trial_counts(spec), "transfer": len(transfer)}
     progress = StageProgress(totals, storage=storage, enabled=show_progress, attempt=attempt)
     if resume:
         progress.resume_from(read_progress(storage))
@@ -198,6 +199,17 @@ def run_grid(
     return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts, summaries)
 
 
+def _absolute_paths(spec: GridSpec) -> GridSpec:
+    """Trials run in their own working directories: the store (and a transfer's source job, when local)
+    as absolute paths, which spec.json then records."""
+    dataset = spec.dataset.model_copy(update={"store": str(Path(spec.dataset.store).resolve())})
+    source = spec.transfer.from_job
+    if source is not None and "://" not in source:
+        spec = spec.model_copy(update={"transfer": spec.transfer.model_copy(
+            update={"from_job": str(Path(source).expanduser().resolve())})})
+    return spec.model_copy(update={"dataset": dataset})
+
+
 def _write_job_report(storage: JobStorage) -> None:
     """The job's report into <job>/report/ (report.html is what GET /v1/jobs/{id}/report serves). A
     report that cannot be made is logged, and the job keeps its results: `adf-service report` retries."""
@@ -212,7 +224,7 @@ def _trial_key(trial: Trial) -> str:
 
 
 def _main_tuner(run: _Run, trials: list[TrialConfig], callbacks: list[tune.Callback]) -> tune.Tuner:
-    """Baselines, searches (with their evaluations) and random architectures: one grid of trials."""
+    """Baselines, searches (with their evaluations), random, control and transfer trials: one grid of trials."""
     trainable = tune.with_resources(StageTrainable, run.resources)
     if run.resume:
         return _restored(run.storage.uri, trainable, callbacks)

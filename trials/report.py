@@ -1,4 +1,4 @@
-"""A finished job's tables as the thesis prints them (tables 3, 4, 5, fig. 11), from its Parquet results.
+"""A finished job's tables as the thesis prints them (tables 3, 4, 5, 6, fig. 11), from its Parquet results.
 
 Each table is a pure function from result rows (RESULT_SCHEMA's dicts, every stage's) to a
 list of dicts, one dict a table row, so the service can serve them as they are;
@@ -27,13 +27,14 @@ from adf_service.modalities import BASELINE_COMBOS, combo_name
 from adf_service.space import SearchSpace
 from adf_service.stats import summarize
 from trials.config import BOHB_HYPERPARAMETERS, STAGES, TrialConfig
+from trials.expand import setting_key
 from trials.results import TRIAL_STATUSES, best_evaluation, bohb_best
 from trials.summary import SETTING_KEYS, group_of, setting_summaries
 
 __all__ = [
     "ARCHITECTURE_KEYS", "NUMERIC_KINDS", "Column", "Section", "baseline_table", "bohb_table", "format_cell", "job_sections",
     "operator_choice_table", "render_csv", "render_markdown", "searched_vs_random_table", "setting_table",
-    "status_table",
+    "status_table", "transfer_table",
 ]
 
 ARCHITECTURE_KEYS = ("operators", "discretization", "n_inputs")  # table 4's (S, disc, I): the best over C
@@ -139,6 +140,33 @@ def bohb_table(rows: Sequence[dict[str, Any]], *, select: str = "val") -> list[d
     out.append({"run": "BOHB best", "trial": bohb["trial_key"], **best["config"], "best_epoch": bohb["best_epoch"],
                 "val_loss": best["val_loss"], "test_top1": best["test_top1"],
                 "gain": best["test_top1"] - start["test_top1"] if start is not None else None})
+    return out
+
+
+def transfer_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table 6: per transferred genotype, in setting order, its source setting and trial and that trial's test
+    top-1 in its own job; on this job's store the test top-1 n, best, mean, std over the repeats and the
+    parameters of the best run. Then this store's best baseline (table 3's best combo) for reference.
+    No rows when no transfer trial succeeded."""
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    sources: dict[str, dict[str, Any]] = {}
+    for row in _succeeded(rows, "transfer"):
+        source = TrialConfig.from_json(row["config"]).source or {}
+        by_source[source.get("trial_key") or row["trial_key"]].append(row)
+        sources[source.get("trial_key") or row["trial_key"]] = source
+    out = []
+    for trial, group in sorted(by_source.items(), key=lambda kv: (tuple(str(kv[1][0][k]) for k in SETTING_KEYS), kv[0])):
+        first, best = group[0], _best(group)
+        summary = summarize([r["test_top1"] for r in group], where=f"transfer {trial}")
+        out.append({"setting": setting_key(*(first[k] for k in SETTING_KEYS)), "source_trial": trial,
+                    "source_test_top1": sources[trial].get("test_top1"), "n": summary.n, "best": summary.best,
+                    "mean": summary.mean, "std": summary.std, "fusion_params": best["fusion_params"],
+                    "total_params": best["total_params"]})
+    baselines = baseline_table(rows)
+    if out and baselines:
+        top = max(baselines, key=lambda b: (b["best"], b["mean"]))
+        out.append({"setting": f"baseline {top['combo']}", "source_trial": None, "source_test_top1": None,
+                    **{k: top[k] for k in ("n", "best", "mean", "std", "fusion_params", "total_params")}})
     return out
 
 
@@ -253,6 +281,9 @@ def job_sections(rows: Sequence[dict[str, Any]], *, seed: int = 0, select: str =
     settings = setting_table(rows, seed=seed)
     controls = sorted({k for row in settings for k in row if k.startswith("control_")})
     n_bohb = sum(1 for r in rows if r["stage"] == "bohb")
+    n_transfer = sum(1 for r in rows if r["stage"] == "transfer")
+    transferred_from = sorted({(TrialConfig.from_json(r["config"]).source or {}).get("job") or "?"
+                               for r in rows if r["stage"] == "transfer"})
     setting_columns = (_c("S", "operators"), _c("disc", "discretization"), _c("I", "n_inputs", kind="int"))
     return [
         Section("table3_baselines", "Table 3: baselines (late fusion per modality combo)",
@@ -287,6 +318,16 @@ def job_sections(rows: Sequence[dict[str, Any]], *, seed: int = 0, select: str =
                 ("BOHB's best configuration (its lowest val loss) against the evaluation it started from; "
                  "epochs: BOHB's largest budget.",),
                 f"BOHB ran {n_bohb} trials and none succeeded." if n_bohb else "BOHB did not run."),
+        Section("table6_transfer", "Table 6: transfer (another job's best genotypes on this job's store)",
+                (_c("setting", "setting"), _c("source trial", "source_trial"),
+                 _c("source test top-1", "source_test_top1", kind="top1"), _c("best", "best", kind="top1"),
+                 _c("mean ± std", "mean", "std", kind="top1", join="{} ± {}"), _c("n", "n", kind="int"),
+                 _c("params", "fusion_params", kind="int"), _c("params total", "total_params", kind="int")),
+                transfer_table(rows),
+                (f"Genotypes of job {', '.join(transferred_from) or '–'} (transfer.from_job), each trained from "
+                 "scratch on this job's store; source test top-1: the trial's in its own job. Test top-1 (%) over "
+                 "the repeats, parameters of the best run; last, this store's best baseline for reference.",),
+                f"Transfer ran {n_transfer} trials and none succeeded." if n_transfer else "No transfer evaluation ran."),
         Section("operator_choice", "Operator choice (fig. 11)",
                 (_c("S", "operators"), _c("op", "op"), *(column for name in ("searched", "random") for column in (
                     _c(name, f"{name}_count", kind="int"), _c(f"{name} edges", f"{name}_edges", kind="int"),

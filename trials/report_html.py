@@ -48,7 +48,8 @@ def _escape(text: Any) -> str:
 
 def _table(section: Section) -> str:
     if not section.rows:
-        return f'<p class="empty"><em>{_escape(section.empty)}</em></p>'
+        # The contents link to table-<name>: an empty table's sentence is what they land on.
+        return f'<p class="empty" id="table-{_escape(section.name)}"><em>{_escape(section.empty)}</em></p>'
 
     def cls(column: Column) -> str:
         return ' class="num"' if column.kind in NUMERIC_KINDS else ""

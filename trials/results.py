@@ -52,6 +52,7 @@ RESULT_SCHEMA = pa.schema(
         ("test_top1", pa.float64()),
         ("fusion_params", pa.int64()),
         ("total_params", pa.int64()),
+        ("fusion_flops", pa.int64()),
         ("learned", pa.bool_()),
         ("skip_edges", pa.int32()),
         ("genotype", pa.string()),

@@ -1,8 +1,8 @@
 """grid.yaml: the job spec, validated by pydantic, with errors that name the key and the line.
 
 A grid names a feature store, the search-space axes of thesis §5.2.1, the training
-hyper-parameters of §5.2.2–5.2.3, the baseline, random-architecture and BOHB stages, and
-where and how the trials run. Every default is the thesis' value; docs/grid.md is the
+hyper-parameters of §5.2.2–5.2.3, the baseline, random-architecture, BOHB and transfer (§5.3.2)
+stages, and where and how the trials run. Every default is the thesis' value; docs/grid.md is the
 reference. :func:`load_grid` / :func:`parse_grid` report every problem on its own line,
 ``grid.yaml line 12: space.operators[1]: 'S3' not in {S1, S2}``; a JSON body goes through
 :func:`parse_grid_json` (same messages, no lines), a parsed one through :func:`validate_grid`.
@@ -13,6 +13,7 @@ quickly; reading refuses what could hang or crash a parser (:mod:`adf_service.ya
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,11 +43,13 @@ from adf_service.train import SearchConfig, TrainConfig
 from adf_service.train.fit import OPTIMIZERS
 from adf_service.yamldoc import DocumentError, DocumentProblem, Loc, Problems, compose, explain, load_json
 from trials.expand import EVERY_CONTROL, all_control_names, ray_trial_counts, stage_counts
+from trials.storage import JobStorage
 
 __all__ = [
     "BaselineSpec",
     "ControlsSpec",
     "grid_warnings",
+    "transfer_source_problem",
     "BohbSpec",
     "DatasetSpec",
     "GridSpec",
@@ -57,6 +60,7 @@ __all__ = [
     "SpaceAxes",
     "SyntheticSpec",
     "TrainHyper",
+    "TransferSpec",
     "load_grid",
     "parse_grid",
     "parse_grid_json",
@@ -81,6 +85,7 @@ MAX_LR = 10.0  # the thesis uses 2e-3; the smoke grid 0.1
 MAX_CHANNELS = 4096  # the thesis' stem gives 512
 MAX_TRIALS = 100_000  # the thesis grid makes 755
 MAX_PATH = 4096  # Linux's PATH_MAX
+MAX_SETTINGS = math.prod(map(len, (OPERATOR_SETS, DISCRETIZATIONS, INPUTS_RANGE, CELLS_RANGE)))  # 48: a job's most
 
 
 class GridSpecError(DocumentError):
@@ -188,8 +193,11 @@ class SpaceAxes(_Spec):
 
 
 class SearchHyper(_Spec):
-    """PC-DARTS hyper-parameters; the names are :class:`adf_service.train.SearchConfig`'s."""
+    """PC-DARTS hyper-parameters; the names are :class:`adf_service.train.SearchConfig`'s (but ``enabled``)."""
 
+    # Stages 2–3; false: no search and no evaluation (e.g. a transfer-only job). random and bohb then
+    # default to off: BOHB tunes a searched genotype, and random ones have nothing to be compared with.
+    enabled: bool = True
     epochs: int = Field(SearchConfig.epochs, ge=1, le=MAX_EPOCHS)  # §5.2.2: PC-DARTS for 50 epochs
     warmup_epochs: int = Field(SearchConfig.warmup_epochs, ge=0, le=MAX_EPOCHS)  # §5.2.2: α frozen for 5
     batch_size: int = Field(SearchConfig.batch_size, ge=1, le=MAX_BATCH)  # §5.2.2: 64
@@ -323,6 +331,44 @@ class BohbSpec(_Spec):
         return self
 
 
+class TransferSpec(_Spec):
+    """The best genotypes of a finished job trained from scratch on this grid's store (thesis §5.3.2, table 6)."""
+
+    enabled: bool = False  # §5.3.2: HMDB51's networks evaluated on UCF101
+    from_job: str | None = Field(None, min_length=1, max_length=MAX_PATH)  # <storage>/<job id>: path or URI
+    # The best evaluation of each of its settings, ranked by its bohb.select, at most this many
+    genotypes: int = Field(1, ge=1, le=MAX_SETTINGS)  # table 6 transfers 12, the best of each (S, disc, I)
+    repeats: int = Field(3, ge=1, le=MAX_REPEATS)
+    training: TrainHyper | None = None  # None: the grid's `evaluation` (§5.2.2)
+
+    @model_validator(mode="after")
+    def _from_a_finished_job(self) -> TransferSpec:
+        if not self.enabled:
+            return self
+        if self.from_job is None:
+            raise Problems((("from_job",), "required when transfer is enabled: the directory of a finished job "
+                                           "(<storage>/<job id>), a path or a URI"))
+        return self  # whether it holds results is read later (transfer_source_problem): parsing reads no file
+
+
+def transfer_source_problem(spec: GridSpec) -> str | None:
+    """Why ``transfer.from_job`` names no job with an evaluation table (the genotypes a transfer takes);
+    None when it does or transfer is off. `validate` and `run` ask; parsing a grid reads no file."""
+    if not spec.transfer.enabled or spec.transfer.from_job is None:
+        return None
+    job = spec.transfer.from_job
+    try:
+        storage = JobStorage.at(job if "://" in job else Path(job).expanduser().resolve())
+        if not storage.exists():
+            return f"transfer.from_job: {job!r}: no such job directory"
+        if not storage.exists("results", "evaluation.parquet"):
+            return (f"transfer.from_job: {job!r} has no result tables (results/evaluation.parquet): name "
+                    "the directory of a finished job, <storage>/<job id>")
+    except (ValueError, OSError) as exc:  # a URI pyarrow cannot open, or cannot reach
+        return f"transfer.from_job: {job!r}: {exc}"
+    return None
+
+
 class ResourceSpec(_Spec):
     """What Ray reserves for every trial."""
 
@@ -357,6 +403,7 @@ class GridSpec(_Spec):
     random: RandomSpec = RandomSpec()  # §5.3.1
     controls: ControlsSpec = ControlsSpec()  # not in the thesis: fixed genotypes beside searched and random
     bohb: BohbSpec = BohbSpec()  # §5.3.1, table 5
+    transfer: TransferSpec = TransferSpec()  # §5.3.2, table 6
     resources: ResourceSpec = ResourceSpec()
     max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: as many as the cluster fits
     seed: int = Field(0, ge=0, le=MAX_SEED)  # every trial's seed derives from it (trials.expand.trial_seed)
@@ -376,9 +423,26 @@ class GridSpec(_Spec):
             )
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_search_no_random_or_bohb(cls, data: Any) -> Any:
+        """With ``search.enabled: false``, random and bohb default to off (SearchHyper.enabled says why)."""
+        if not (isinstance(data, dict) and isinstance(data.get("search"), dict)
+                and data["search"].get("enabled") is False):
+            return data
+        data = dict(data)
+        for stage in ("random", "bohb"):
+            section = data.get(stage, {})
+            if isinstance(section, dict) and "enabled" not in section:
+                data[stage] = {**section, "enabled": False}
+        return data
+
     @model_validator(mode="after")
     def _combos_in_dataset_and_size(self) -> GridSpec:
         problems: list[tuple[Loc, str]] = []
+        if self.bohb.enabled and not self.search.enabled:
+            problems.append((("bohb", "enabled"), "BOHB tunes the best searched genotype, and search.enabled is "
+                             "false: set bohb.enabled: false, or turn the search on"))
         chosen = self.dataset.modalities
         if chosen is not None and self.baselines.enabled:
             problems += [
@@ -389,6 +453,9 @@ class GridSpec(_Spec):
             ]
         counts = stage_counts(self)
         trials = sum(ray_trial_counts(self).values())
+        if not trials:
+            problems.append((("search", "enabled"), "the grid runs no trial: with the search off, enable "
+                             "baselines, random, controls or transfer"))
         if trials > self.max_trials:
             listed = ", ".join(f"{stage} {n:,}" for stage, n in counts.items())
             problems.append(
@@ -407,7 +474,7 @@ class GridSpec(_Spec):
 def grid_warnings(spec: GridSpec) -> list[str]:
     """What in a valid grid is likely not to work: today, partial channels too thin to learn."""
     thin = mixed_op_channels(spec.space.channels, spec.space.partial_k)
-    if thin >= MIN_MIXED_OP_CHANNELS:
+    if thin >= MIN_MIXED_OP_CHANNELS or not spec.search.enabled:
         return []
     return [f"space: channels {spec.space.channels} / partial_k {spec.space.partial_k} sends {thin} channels "
             f"through each mixed op, fewer than {MIN_MIXED_OP_CHANNELS}: such supernets did not learn in our "

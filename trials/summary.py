@@ -18,8 +18,9 @@ from typing import Any
 
 from adf_service.stats import compare, summarize
 from trials.config import TrialConfig
+from trials.results import best_evaluation
 
-__all__ = ["SETTING_KEYS", "group_of", "setting_summaries"]
+__all__ = ["SETTING_KEYS", "best_per_setting", "group_of", "setting_summaries"]
 
 SETTING_KEYS = ("operators", "discretization", "n_inputs", "n_cells")
 _GROUPS = {"evaluation": "searched", "random": "random"}  # a control's group is its genotype's name
@@ -61,4 +62,20 @@ def setting_summaries(rows: Iterable[dict[str, Any]], *, seed: int = 0) -> list[
             "n_unlearned": unlearned[setting],
             "searched_vs_random": comparison,
         })
+    return out
+
+
+def best_per_setting(rows: Iterable[dict[str, Any]], *, by: str = "val", limit: int | None = None) -> list[dict[str, Any]]:
+    """The best evaluation of each setting (:func:`trials.results.best_evaluation` ``by`` val or test:
+    succeeded, of a learned search), the settings ranked by the same rule, the best first; at most
+    ``limit``. What a transfer evaluation takes from a finished job (thesis §5.3.2)."""
+    remaining = [r for r in rows if r["stage"] == "evaluation"]
+    out: list[dict[str, Any]] = []
+    while limit is None or len(out) < limit:
+        best = best_evaluation(remaining, by=by)
+        if best is None:
+            break
+        out.append(best)
+        setting = tuple(best[k] for k in SETTING_KEYS)
+        remaining = [r for r in remaining if tuple(r[k] for k in SETTING_KEYS) != setting]
     return out

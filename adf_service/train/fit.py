@@ -40,6 +40,7 @@ __all__ = [
     "TrainResult",
     "TrainRun",
     "baseline_run",
+    "count_flops",
     "evaluation_run",
 ]
 
@@ -79,6 +80,22 @@ class TrainResult:
     test_top1: float
     params: int
     history: list[EpochRecord]
+    flops: int | None = None  # of one clip's forward pass (count_flops); None: not counted
+
+
+def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
+    """FLOPs of one forward pass of ``model`` on ``inputs`` (a batch of one clip), as
+    ``torch.utils.flop_counter`` counts them: a multiply-add is 2 FLOPs; convolutions and matmuls only."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(list(inputs))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
 
 
 def _make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
@@ -103,9 +120,11 @@ class TrainRun:
         config: TrainConfig = TrainConfig(),
         runtime: Runtime = Runtime(),
         meta: dict[str, Any] | None = None,
+        flops: int | None = None,
     ):
         self.config, self.runtime = config, runtime
         self.meta = meta or {}
+        self.flops = flops
         self.train_clips, self.val_clips = train_clips.split_fraction(
             1.0 - config.val_fraction, derive_seed(config.seed, "eval-split")
         )
@@ -115,6 +134,7 @@ class TrainRun:
         self.params = count_parameters(model)
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.best_model: dict[str, torch.Tensor] | None = None  # the weights of the best-val-loss epoch, on CPU
 
     @property
     def done(self) -> bool:
@@ -157,6 +177,8 @@ class TrainRun:
             seconds=time.perf_counter() - started,
             test_top1=test_top1,
         )
+        if all(val_loss < r.val_loss for r in self.history):  # the weights the reported test top-1 is of
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         self.history.append(record)
         return record
 
@@ -171,6 +193,7 @@ class TrainRun:
             test_top1=best.test_top1,
             params=self.params,
             history=list(self.history),
+            flops=self.flops,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -182,6 +205,7 @@ class TrainRun:
             "optimizer": self.optimizer.state_dict(),
             "history": [r.to_dict() for r in self.history],
             "torch_rng": torch.get_rng_state(),
+            "best_model": self.best_model,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -198,6 +222,7 @@ class TrainRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
         self.history = [EpochRecord(**r) for r in state["history"]]
+        self.best_model = state.get("best_model")  # None in a checkpoint written before it was kept
         torch.set_rng_state(state["torch_rng"])
 
 
@@ -215,8 +240,11 @@ def evaluation_run(
     train.spatial_shape()
     seed_everything(config.seed)
     model = FusionNetwork(genotype, train.channels(), store.n_classes, channels)
-    meta = {"model": "fusion", "genotype": genotype.to_dict(), "channels": channels}
-    return TrainRun(model, train, test, config, runtime, meta)
+    flops = count_flops(model, [torch.zeros(1, c, *train.spatial_shape()) for c in train.channels()])
+    # The cells, not the provenance: a trial resumed on another node (other device, versions) is the same training.
+    meta = {"model": "fusion", "genotype": genotype.with_provenance(None).to_dict(), "channels": channels,
+            "in_channels": list(train.channels()), "n_classes": store.n_classes, "modalities": list(train.modalities)}
+    return TrainRun(model, train, test, config, runtime, meta, flops)
 
 
 def baseline_run(
@@ -230,5 +258,6 @@ def baseline_run(
     test = ClipSet.of(store, "test", "layer4", modalities)
     seed_everything(config.seed)
     model = BaselineNetwork(train.channels(), store.n_classes)
+    flops = count_flops(model, [torch.zeros(1, *store.layer_shape(m, "layer4")) for m in train.modalities])
     meta = {"model": "baseline", "modalities": list(train.modalities)}
-    return TrainRun(model, train, test, config, runtime, meta)
+    return TrainRun(model, train, test, config, runtime, meta, flops)

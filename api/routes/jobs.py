@@ -13,7 +13,15 @@ from api.deps import CurrentUser, Services, ServicesDep, SessionDep
 from api.jobstore import count_running, echoed, find_by_key, get_job, hash_request, list_jobs
 from api.problems import Problem
 from api.schemas import JobOut, JobPage
-from api.service import DatasetRefused, accept_grid, cancel_job, reconcile, resume_job, server_spec
+from api.service import (
+    DatasetRefused,
+    accept_grid,
+    cancel_job,
+    place_transfer,
+    reconcile,
+    resume_job,
+    server_spec,
+)
 from api.settings import Settings
 from api.status import JobStatus
 from trials.expand import ray_trial_counts
@@ -112,6 +120,10 @@ async def submit_job(
     """Submit a grid; its Ray job starts at once. ``Idempotency-Key`` makes a retry safe."""
     settings = services.settings
     spec, request_hash = await _read_grid(request, services)
+    try:
+        spec = await run_in_threadpool(place_transfer, session, user, spec)
+    except DatasetRefused as exc:
+        raise Problem(422, str(exc), errors=[{"path": exc.path, "message": exc.message, "line": None}]) from None
     # The store and the Ray Jobs API block: off the event loop, or every other request waits (and
     # a pool connection awaited here, held by requests parked on the loop, is never freed).
     # A retried submission that already made its job is a replay, never refused by the cap.

@@ -164,6 +164,40 @@ async def report(job_id: str, viewer: CurrentViewer, services: ServicesDep) -> H
     return HTMLResponse(await to_thread.run_sync(load, limiter=services.store_limiter))
 
 
+@router.get("/best/export", responses={
+    200: {"content": {"application/zip": {}},
+          "description": "genotype.json, model.pt (trained weights), metrics.json, zipped"},
+    409: {"description": "No succeeded evaluation of a learned search, or its weights are not kept"}})
+async def best_export(job_id: str, viewer: CurrentViewer, services: ServicesDep) -> Response:
+    """The best genotype (the one ``/best`` names) as files: its genotype with provenance, its trained
+    weights at the best-validation epoch (adf_service.fusion.load_fusion reads them) and its metrics."""
+    def load() -> bytes:
+        import zipfile
+
+        # torch loads on the first export asked for, not when the server starts
+        from trials.export import ExportError, best_export
+        from trials.job_report import ReportError, read_job
+
+        with services.sessions() as session:
+            job = get_job(session, job_id, viewer=viewer)
+            storage_dir = job.storage_dir
+        try:
+            files = best_export(read_job(JobStorage.at(storage_dir)))
+        except (ReportError, ExportError) as exc:
+            raise Problem(409, f"job {job_id}: {exc}") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise Problem(503, f"job {job_id}: its storage cannot be read now ({exc})") from None
+        sink = io.BytesIO()
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+        return sink.getvalue()
+
+    body = await to_thread.run_sync(load, limiter=services.store_limiter)
+    return Response(body, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{job_id}-best.zip"'})
+
+
 @router.get("/best", response_model=BestOut, responses={409: {"description": "No evaluated trial yet"}})
 def best(job_id: str, user: CurrentUser, session: SessionDep) -> BestOut:
     """The best evaluated genotype (highest test top-1), its metrics, and BOHB's best configuration."""

@@ -25,7 +25,7 @@ def empty_engine(db_url):
 def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
     assert current_revision(empty_engine) is None
     upgrade(empty_engine)
-    assert current_revision(empty_engine) == head_revision() == "0003"
+    assert current_revision(empty_engine) == head_revision() == "0004"
     assert TABLES <= set(inspect(empty_engine).get_table_names())
 
 
@@ -89,6 +89,23 @@ def test_0003_keeps_a_0002_stores_rows_with_learned_and_skip_edges_unknown(empty
         s.commit()
     command.downgrade(alembic_config(empty_engine), "0002")
     assert not {"learned", "skip_edges"} & {c["name"] for c in inspect(empty_engine).get_columns("trials")}
+
+
+def test_0004_keeps_a_0003_stores_rows_with_their_flops_unknown(empty_engine):
+    upgrade(empty_engine, "0003")
+    with empty_engine.begin() as conn:
+        insert_user_and_jobs(conn, "j")
+        conn.execute(text("INSERT INTO trials (job_id, stage, trial_id, trial_key, status, fusion_params) "
+                          "VALUES ('j', 'evaluation', 't1', 'k', 'succeeded', 1234)"))
+    upgrade(empty_engine)
+    with make_sessionmaker(empty_engine)() as s:
+        [row] = s.scalars(select(TrialRow))
+        assert (row.fusion_params, row.fusion_flops) == (1234, None)
+        row.fusion_flops = 5 * 10**12  # more than 32 bits hold
+        s.commit()
+        assert s.scalars(select(TrialRow)).one().fusion_flops == 5 * 10**12
+    command.downgrade(alembic_config(empty_engine), "0003")
+    assert "fusion_flops" not in {c["name"] for c in inspect(empty_engine).get_columns("trials")}
 
 
 def test_downgrade_to_base_removes_every_table(empty_engine):

@@ -63,12 +63,12 @@ from typing import Literal, get_args
 import adf_service.space as space, trials.config as config, api.status as status
 space.OPERATOR_SETS["S3"] = space.OPERATOR_SETS["S1"]
 space.CELLS_RANGE = (*space.CELLS_RANGE, 5)
-config.STAGES = (*config.STAGES, "transfer")
+config.STAGES = (*config.STAGES, "distillation")
 status.JobStatus = Literal[(*get_args(status.JobStatus), "paused")]
 """
     enums = openapi_enums(patch)
     assert enums["operators"] == [*OPERATOR_SETS, "S3"]
-    assert enums["stage"] == enums["results_stage"] == [*STAGES, "transfer"]
+    assert enums["stage"] == enums["results_stage"] == [*STAGES, "distillation"]
     assert enums["n_cells"] == [min(CELLS_RANGE), 5]
     assert enums["job_status"] == enums["job_out_status"] == [*JOB_STATUSES, "paused"]
 

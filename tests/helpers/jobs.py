@@ -49,6 +49,7 @@ def result_row(i: int, stage: str = "search", **overrides) -> dict:
         "test_top1": 71.25,
         "fusion_params": 117_000_000,
         "total_params": 5_000_000_000 + i,
+        "fusion_flops": 3_000_000_000_000 + i,
         "learned": i % 2 == 0,
         "skip_edges": i % 5,
         "genotype": "{}",

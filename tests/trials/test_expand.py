@@ -31,7 +31,7 @@ def all_trials(spec):
 
 
 def test_thesis_grid_makes_288_searches_and_evaluations_42_baselines_288_random(thesis):
-    counts = {"baselines": 42, "search": 288, "evaluation": 288, "random": 288, "controls": 0, "bohb": 137}
+    counts = {"baselines": 42, "search": 288, "evaluation": 288, "random": 288, "controls": 0, "bohb": 137, "transfer": 0}
     assert stage_counts(thesis) == counts
     assert len(baseline_trials(thesis)) == 42
     assert len(search_trials(thesis)) == len(random_trials(thesis)) == 288
@@ -39,7 +39,7 @@ def test_thesis_grid_makes_288_searches_and_evaluations_42_baselines_288_random(
 
 def test_smoke_grid_counts():
     smoke = load_grid(EXAMPLES / "grid-smoke.yaml")
-    assert stage_counts(smoke) == {"baselines": 2, "search": 4, "evaluation": 4, "random": 4, "controls": 0, "bohb": 3}
+    assert stage_counts(smoke) == {"baselines": 2, "search": 4, "evaluation": 4, "random": 4, "controls": 0, "bohb": 3, "transfer": 0}
 
 
 def test_bohb_samples_follow_the_hyperband_bracket_formula():
@@ -69,7 +69,7 @@ def test_samples_overrides_and_disabled_stages_count_zero():
         "name: x\ndataset: {store: s}\n"
         "bohb: {samples: 5}\nrandom: {enabled: false}\nbaselines: {enabled: false}\n"
     )
-    assert stage_counts(spec) == {"baselines": 0, "search": 288, "evaluation": 288, "random": 0, "controls": 0, "bohb": 5}
+    assert stage_counts(spec) == {"baselines": 0, "search": 288, "evaluation": 288, "random": 0, "controls": 0, "bohb": 5, "transfer": 0}
     assert baseline_trials(spec) == [] and random_trials(spec) == []
     assert stage_counts(parse_grid("name: x\ndataset: {store: s}\nbohb: {enabled: false}\n"))["bohb"] == 0
 
@@ -118,7 +118,7 @@ def test_search_trial_shape(thesis):
         "search", 3, "features/hmdb51-split1", None,
     )
     assert (trial["channels"], trial["partial_k"]) == (512, 4)
-    assert trial["search"] == thesis.search.model_dump()
+    assert trial["search"] == thesis.search.model_dump(exclude={"enabled"})
     assert trial["evaluation"] == thesis.evaluation.model_dump()
 
 

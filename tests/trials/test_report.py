@@ -128,12 +128,13 @@ def top1(value: float) -> str:
 def test_the_report_lands_in_the_job_directory_with_a_csv_per_table(report):
     names = [p.name for p in report["written"] if p.parent.name != "figures"]
     assert names == ["report.md", "report.html", "table3_baselines.csv", "table4_searched_vs_random.csv",
-                     "table4_per_setting.csv", "table5_bohb.csv", "operator_choice.csv", "trial_status.csv"]
+                     "table4_per_setting.csv", "table5_bohb.csv", "table6_transfer.csv", "operator_choice.csv",
+                     "trial_status.csv"]
     assert all(p.parent == report["job"] / "report" for p in report["written"] if p.parent.name != "figures")
     figures = [p for p in report["written"] if p.parent.name == "figures"]
     assert figures and {p.suffix for p in figures} == {".png", ".svg"} and all(p.stat().st_size for p in figures)
     rows_per_table = {"table3_baselines": 2, "table4_searched_vs_random": 2, "table4_per_setting": 3,
-                      "table5_bohb": 2, "operator_choice": 6 + 5, "trial_status": 6}
+                      "table5_bohb": 2, "table6_transfer": 0, "operator_choice": 6 + 5, "trial_status": 7}
     assert {name: len(rows) for name, (_, rows) in report["tables"].items()} == rows_per_table
 
 
@@ -248,7 +249,7 @@ def test_failed_trials_are_counted_per_stage_but_give_no_number(report):
     assert header == ["stage", "succeeded", "failed"]
     assert {r["stage"]: (r["succeeded"], r["failed"]) for r in rows} == {
         "baselines": ("4", "1"), "search": ("1", "1"), "evaluation": ("6", "1"), "random": ("4", "1"),
-        "controls": ("2", "0"), "bohb": ("2", "1")}
+        "controls": ("2", "0"), "bohb": ("2", "1"), "transfer": ("0", "0")}
     for value in ("99.0", "98.0"):  # the failed trials' top-1
         assert value not in report["markdown"]
 
@@ -269,7 +270,7 @@ def test_the_report_command_writes_report_md_where_it_is_told(report, tmp_path):
     result = runner.invoke(app, ["report", str(report["job"]), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "report.md").read_text() == report["markdown"]
-    assert len(list((tmp_path / "out").glob("*.csv"))) == 6
+    assert len(list((tmp_path / "out").glob("*.csv"))) == 7
 
 
 def test_a_directory_without_results_is_a_clear_error_naming_it(tmp_path):

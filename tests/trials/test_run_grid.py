@@ -36,7 +36,7 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     outcome = run_grid(grid(store, tmp_path), job_id="job1", show_progress=False)
     tables = {stage: pq.read_table(outcome.tables[stage]).to_pylist() for stage in STAGES}
     assert {s: len(rows) for s, rows in tables.items()} == {
-        "baselines": 2, "search": 2, "evaluation": 2, "random": 2, "controls": 2, "bohb": 3,
+        "baselines": 2, "search": 2, "evaluation": 2, "random": 2, "controls": 2, "bohb": 3, "transfer": 0,
     }
     for stage, rows in tables.items():
         assert all(r["status"] == "succeeded" and r["job"] == "job1" for r in rows), rows
@@ -62,6 +62,43 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
                                                          "controls-all_skip-S2-topk-I1-C1-r0"]
     for row in controls:
         assert {op for cell in json.loads(row["genotype"])["cells"] for node in cell for _, op in node} == {"skip"}
+
+    # What the job writes besides its tables: every trial-epoch, its report, and each row's FLOPs.
+    epochs = pq.read_table(outcome.job_dir / "results" / "epochs.parquet").to_pylist()
+    per_trial = {(e["stage"], e["trial_key"]) for e in epochs}
+    assert per_trial == {(stage, r["trial_key"]) for stage, rows in tables.items() for r in rows}
+    assert sum(1 for e in epochs if e["stage"] == "search") == 2 * 2  # 2 searches × 2 epochs, each once
+    assert (outcome.job_dir / "report" / "report.html").is_file()
+    assert {p.stem for p in (outcome.job_dir / "report" / "figures").glob("*.svg")} >= {
+        "fig13-runs-per-discretization", "search-curves", "bohb-top1-vs-budget"}
+    assert all(r["fusion_flops"] > 0 for stage in ("evaluation", "random", "baselines") for r in tables[stage])
+    export_and_reload(outcome, tables, store, tmp_path)
+
+
+def export_and_reload(outcome, tables, store, tmp_path):
+    """`best --export`: the weights of the best evaluation's best epoch reproduce its test top-1."""
+    from typer.testing import CliRunner
+
+    from adf_service.features import ClipSet
+    from adf_service.fusion import load_fusion
+    from adf_service.train import Runtime
+    from adf_service.train.metrics import evaluate
+    from api.cli import app
+    from trials.export import write_export
+
+    written = write_export(outcome.job_dir, tmp_path / "best")
+    assert [p.name for p in written] == ["genotype.json", "model.pt", "metrics.json"]
+    metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    best = max(tables["evaluation"], key=lambda r: (r["test_top1"], -r["val_loss"]))
+    assert (metrics["trial_key"], metrics["test_top1"]) == (best["trial_key"], best["test_top1"])
+    assert metrics["fusion_flops"] == best["fusion_flops"] and metrics["config"]["trial_key"] == best["trial_key"]
+    network = load_fusion(tmp_path / "best" / "model.pt")
+    _, top1 = evaluate(network, ClipSet.of(store, "test", "layer3"), Runtime(), 64)
+    assert top1 == pytest.approx(best["test_top1"])
+    shown = CliRunner().invoke(app, ["evaluate", str(store.path), "--weights", str(tmp_path / "best" / "model.pt")])
+    assert shown.exit_code == 0 and f"test top-1 {best['test_top1']:.2f}%" in shown.output, shown.output
+    local = CliRunner().invoke(app, ["best", str(outcome.job_dir), "--json"])
+    assert local.exit_code == 0 and json.loads(local.output)["trial"]["trial_key"] == best["trial_key"]
 
 
 def test_resources_no_node_has_fail_at_once(local_ray, store, tmp_path):

@@ -49,6 +49,7 @@ def test_defaults_are_the_thesis_values():
     )
     assert (space.channels, space.partial_k) == (512, 4)
     assert SearchHyper().model_dump() == {
+        "enabled": True,  # stages 2–3 run; false: a transfer-only job (docs/grid.md)
         "epochs": 50, "warmup_epochs": 5, "batch_size": 64, "lr": 2e-3, "momentum": 0.9,
         "weight_decay": 3e-4, "arch_lr": 3e-4, "arch_weight_decay": 1e-3, "second_order": False,
         # not the thesis': issue 12's method fixes (the thesis' β stays on)
@@ -109,7 +110,7 @@ def test_a_grid_over_max_trials_is_refused_naming_the_counts():
     assert "search 28,800" in message and "more than max_trials 2,000" in message
     assert error_of(MINIMAL + "random: {enabled: false}\nmax_trials: 100\n").startswith(
         "grid.yaml line 5: max_trials: the grid makes 467 Ray trials "
-        "(baselines 42, search 288, evaluation 288, random 0, controls 0, bohb 137;"
+        "(baselines 42, search 288, evaluation 288, random 0, controls 0, bohb 137, transfer 0;"
     )
 
 
@@ -244,7 +245,7 @@ def test_the_largest_grid_the_bounds_allow_is_counted_at_once():
     start = time.process_time()
     message = error_of(text)
     assert time.process_time() - start < 1.0
-    assert "max_trials: the grid makes 114,890 Ray trials" in message and "bohb 11,890;" in message
+    assert "max_trials: the grid makes 114,890 Ray trials" in message and "bohb 11,890, transfer 0;" in message
 
 
 def test_synthetic_data_the_library_cannot_make_is_refused_at_validation():
@@ -287,7 +288,7 @@ def test_the_search_method_fields_reach_the_search_config_and_thin_channels_warn
 
     spec = parse_grid("name: x\ndataset: {store: s}\nsearch: {snapshot_from: any, learned_margin: 5, edge_norm: false}\n"
                       "space: {channels: 16, partial_k: 4}\n")
-    config = SearchConfig(**spec.search.model_dump())
+    config = SearchConfig(**spec.search.model_dump(exclude={"enabled"}))
     assert (config.snapshot_from, config.learned_margin, config.edge_norm) == ("any", 5.0, False)
     assert "sends 4 channels through each mixed op, fewer than 16" in grid_warnings(spec)[0]
     wide = parse_grid("name: x\ndataset: {store: s}\nspace: {channels: 64, partial_k: 4}\n")

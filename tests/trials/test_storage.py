@@ -40,7 +40,7 @@ def test_tables_round_trip_and_leave_no_temporary_file(tmp_path):
     storage = JobStorage.of(str(tmp_path), "job")
     row = {name: None for name in RESULT_SCHEMA.names} | {"stage": "search", "trial_key": "k", "status": "succeeded"}
     uris = write_tables(storage, [row])
-    assert set(uris) == {"baselines", "search", "evaluation", "random", "controls", "bohb"}
+    assert set(uris) == {"baselines", "search", "evaluation", "random", "controls", "bohb", "transfer"}
     assert read_table(storage, "search").to_pylist()[0]["trial_key"] == "k"
     assert read_table(tmp_path / "job", "baselines").num_rows == 0
     assert read_table(storage, "search").schema == RESULT_SCHEMA

@@ -26,13 +26,21 @@ def bohb_base(spec):
     return bohb_trial(spec, TrialConfig.from_json(best.to_json()), '{"normal": []}')
 
 
+def transfer_trial(spec):  # what trials.expand.transfer_trials makes from another job's evaluation row
+    search = search_trials(spec)[0]
+    return TrialConfig(stage="transfer", trial_key=f"transfer-{search.trial_key}-r0", setting=search.setting, repeat=0,
+                       seed=1, store="other-store", modalities=("rgb",), channels=search.channels,
+                       genotype='{"normal": []}', evaluation=search.evaluation,
+                       source={"job": "src", "trial_key": search.trial_key, "store": "s", "test_top1": 50.0})
+
+
 def with_controls(spec):
     return spec.model_copy(update={"controls": spec.controls.model_copy(update={"enabled": True})})
 
 
 def test_every_stage_round_trips_through_its_dict_and_its_json(smoke):
     trials = [*baseline_trials(smoke), *search_trials(smoke), *random_trials(smoke),
-              *control_trials(with_controls(smoke)), bohb_base(smoke)]
+              *control_trials(with_controls(smoke)), bohb_base(smoke), transfer_trial(smoke)]
     assert {t.stage for t in trials} == set(TRIAL_STAGES)
     for trial in trials:
         assert TrialConfig.from_dict(trial.to_dict()) == trial
