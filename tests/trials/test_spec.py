@@ -31,9 +31,13 @@ def error_of(text: str) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("name", ["grid-thesis.yaml", "grid-smoke.yaml"])
+@pytest.mark.parametrize("name", ["grid-thesis.yaml", "grid-smoke.yaml", "grid-reach.yaml", "grid-transfer.yaml",
+                                  *(f"study/{p.name}" for p in sorted((EXAMPLES / "study").glob("*.yaml")))])
 def test_example_grids_load(name):
-    assert isinstance(load_grid(EXAMPLES / name), GridSpec)
+    spec = load_grid(EXAMPLES / name)
+    assert isinstance(spec, GridSpec)
+    if name.startswith("study/"):  # searched vs random vs controls, n = 6 each (docs/synthetic-data.md)
+        assert spec.repeats == spec.random.repeats == 6 and spec.controls.enabled
 
 
 def test_thesis_example_spells_out_exactly_the_defaults():
