@@ -180,6 +180,7 @@ class TrialRow(Base):
     config: Mapped[str | None] = mapped_column(Text)  # the trial's config as JSON
     wall_seconds: Mapped[float | None] = mapped_column(Double)
     device: Mapped[str | None] = mapped_column(Text)  # host and accelerator
+    node_id: Mapped[str | None] = mapped_column(String(64))  # the Ray node of the trial's last epoch
     status: Mapped[str] = mapped_column(String(16))  # "succeeded" | "failed"
     error: Mapped[str | None] = mapped_column(Text)
 

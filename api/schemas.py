@@ -105,6 +105,7 @@ class TrialOut(BaseModel):
     skip_edges: int | None = Field(None, description="the genotype's skip edges (DARTS' skip collapse)")
     wall_seconds: float | None
     device: str | None
+    node_id: str | None = Field(None, description="the Ray node id the trial's last epoch ran on")
     status: str
     error: str | None
 

@@ -1,7 +1,7 @@
 """Markers say what a test needs: ``ray``, ``service`` and ``postgres`` from the fixtures it
-uses (tests/helpers/markers.py), ``slow`` by hand, and slow tests run only when ``-m`` names
-``slow``. ``pytest -m "not ray and not service and not postgres"`` (``make test-fast``) is the
-inner loop; a test that starts Ray or the service without its marker fails, so a missing
+uses (tests/helpers/markers.py), ``slow`` and ``cluster`` by hand, and those two run only when
+``-m`` names them. ``pytest -m "not ray and not service and not postgres"`` (``make test-fast``)
+is the inner loop; a test that starts Ray or the service without its marker fails, so a missing
 marker shows at once.
 """
 
@@ -26,12 +26,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in sorted(needs(item)):
             item.add_marker(mark)
-    if re.search(r"\bslow\b", config.getoption("markexpr") or ""):
-        return
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    if slow:  # `pytest`, `pytest -m "not ray"`: no slow test unless -m names `slow`
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    for name in ("slow", "cluster"):  # `pytest`, `pytest -m "not ray"`: neither unless -m names it
+        if re.search(rf"\b{name}\b", config.getoption("markexpr") or ""):
+            continue
+        left_out = [item for item in items if item.get_closest_marker(name)]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker(name)]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -41,6 +41,7 @@ EPOCH_SCHEMA = pa.schema(
         ("alpha_entropy", pa.float64()),  # search epochs only: mean entropy of softmax(α)
         ("beta_entropy", pa.float64()),  # search epochs only: of the edge weights β
         ("timestamp", pa.float64()),  # unix seconds when Tune received the epoch's result
+        ("node_id", pa.string()),  # the Ray node the epoch ran on
     ]
 )
 

@@ -223,9 +223,20 @@ def _trial_key(trial: Trial) -> str:
     return TrialConfig.of_tune(trial.config).trial_key
 
 
-def _main_tuner(run: _Run, trials: list[TrialConfig], callbacks: list[tune.Callback]) -> tune.Tuner:
-    """Baselines, searches (with their evaluations), random, control and transfer trials: one grid of trials."""
-    trainable = tune.with_resources(StageTrainable, run.resources)
+def _main_tuner(
+    run: _Run,
+    trials: list[TrialConfig],
+    callbacks: list[tune.Callback],
+    trainable: type[StageTrainable] = StageTrainable,
+    *,
+    reuse_actors: bool = True,
+) -> tune.Tuner:
+    """Baselines, searches (with their evaluations), random, control and transfer trials: one grid of trials.
+
+    ``trainable`` and ``reuse_actors=False`` are for bench/orchestration.py, which runs this Tuner
+    with a trainable that sleeps, with and without actor reuse.
+    """
+    trainable = tune.with_resources(trainable, run.resources)
     if run.resume:
         return _restored(run.storage.uri, trainable, callbacks)
     return tune.Tuner(
@@ -236,6 +247,7 @@ def _main_tuner(run: _Run, trials: list[TrialConfig], callbacks: list[tune.Callb
             max_concurrent_trials=run.spec.max_concurrent_trials,
             trial_name_creator=_trial_key,
             trial_dirname_creator=_trial_key,
+            reuse_actors=reuse_actors,
         ),
         run_config=_run_config(run.storage.job_id, run.storage.root_uri, callbacks, run.max_failures),
     )
@@ -274,7 +286,7 @@ def _run_bohb(
     spec, storage = run.spec, run.storage
     base = bohb_trial(spec, TrialConfig.from_json(best["config"]), best["genotype"])
     trainable = tune.with_resources(with_base(base), run.resources)
-    bohb_uri = f"{storage.uri}/bohb"
+    bohb_uri = storage.child_uri("bohb")
     if run.resume and tune.Tuner.can_restore(bohb_uri):
         tuner = _restored(bohb_uri, trainable, [progress])
     else:

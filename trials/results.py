@@ -59,6 +59,7 @@ RESULT_SCHEMA = pa.schema(
         ("config", pa.string()),
         ("wall_seconds", pa.float64()),
         ("device", pa.string()),
+        ("node_id", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
     ]
@@ -89,6 +90,7 @@ def trial_rows(
         "repeat": trial.repeat,
         "seed": trial.seed,
         "device": (final or {}).get("device"),
+        "node_id": (final or {}).get("node_id"),  # the Ray node of the trial's last epoch
         "config": trial.to_json(),
     }
     stage = trial.stage

@@ -37,6 +37,14 @@ class StorageError(ValueError):
     """A storage path or URI that pyarrow cannot open."""
 
 
+def _split_query(uri: str) -> tuple[str, str]:
+    """``("s3://b/runs", "?region=x")`` of ``s3://b/runs?region=x``; a local path has no query."""
+    if "://" not in uri or "?" not in uri:
+        return uri, ""
+    where, _, query = uri.partition("?")
+    return where, "?" + query
+
+
 @dataclass(frozen=True)
 class JobStorage:
     """One job's directory: ``<storage>/<job_id>`` on ``filesystem``.
@@ -64,8 +72,9 @@ class JobStorage:
     @classmethod
     def at(cls, job_uri: str | os.PathLike[str]) -> JobStorage:
         """A job's storage from its own directory (path or URI), e.g. what ``uri`` gave."""
-        root, job_id = str(job_uri).rstrip("/").rsplit("/", 1)
-        return cls.of(root, job_id)
+        where, query = _split_query(str(job_uri))
+        root, job_id = where.rstrip("/").rsplit("/", 1)
+        return cls.of(root + query, job_id)
 
     @property
     def is_local(self) -> bool:
@@ -74,7 +83,13 @@ class JobStorage:
     @property
     def uri(self) -> str:
         """The job directory as Ray Tune and users see it."""
-        return posixpath.join(self.root_uri, self.job_id)
+        return self.child_uri()
+
+    def child_uri(self, *parts: str) -> str:
+        """The URI of ``parts`` under the job directory; a URI's query (``s3://b/runs?region=…``, which
+        pyarrow reads options from) stays at its end."""
+        where, query = _split_query(self.root_uri)
+        return posixpath.join(where, self.job_id, *parts) + query
 
     @property
     def path(self) -> str:
@@ -106,7 +121,7 @@ class JobStorage:
         final = self._file(name)
         self.filesystem.create_dir(posixpath.dirname(final), recursive=True)
         self._atomic(final, lambda path: self._put(path, data))
-        return posixpath.join(self.uri, name)
+        return self.child_uri(name)
 
     def read_bytes(self, name: str) -> bytes:
         with self.filesystem.open_input_stream(self._file(name)) as stream:
@@ -121,7 +136,7 @@ class JobStorage:
         self.filesystem.create_dir(self._file("results"), recursive=True)
         final = self._file("results", f"{name}.parquet")
         self._atomic(final, lambda path: pq.write_table(table, path, filesystem=self.filesystem))
-        return posixpath.join(self.uri, "results", f"{name}.parquet")
+        return self.child_uri("results", f"{name}.parquet")
 
     def read_parquet(self, name: str) -> pa.Table:
         return pq.read_table(self._file("results", f"{name}.parquet"), filesystem=self.filesystem)

@@ -3,7 +3,8 @@
 setup builds the job from the :class:`~trials.config.TrialConfig` in ``config["trial"]``;
 each ``step`` runs one epoch and returns its metrics; checkpoints are the library's own
 state dicts, written every epoch; when the job is done the final result carries its
-result rows (JSON) and ``done=True``.
+result rows (JSON) and ``done=True``. With ``reuse_actors`` Tune hands a finished trial's
+actor the next trial through ``reset_config``, which sets that trial up as a fresh actor would.
 """
 
 from __future__ import annotations
@@ -37,11 +38,24 @@ class StageTrainable(tune.Trainable):
     def start(self, trial: TrialConfig) -> None:
         """Build the trial's job (setup's work, for a subclass whose config is not a TrialConfig)."""
         keep_freed_memory_in_heap()
+        self.job = None  # a reused actor lets the last trial's model and data go before building the next
         self.trial = trial
         self.runtime = Runtime(deterministic=bool(trial.deterministic))
-        self.job = make_trial_job(self.trial, self.runtime)
+        self.runtime.apply_determinism()  # process-wide flags: set or reset for this trial, whatever ran before
+        self.job = self.make_job(trial, self.runtime)
         self.wall_started = time.time()
         self.wall_seconds = 0.0
+
+    def make_job(self, trial: TrialConfig, runtime: Runtime) -> Any:
+        """The library job the trial runs, one epoch per step (bench/orchestration.py's stand-in sleeps)."""
+        return make_trial_job(trial, runtime)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Take the next trial in this actor (``reuse_actors``): everything is rebuilt from its config, the
+        seeds are set again by its job, and Tune itself resets the iteration, its clocks and the trial's
+        directory. ``self.setup`` is the subclass's (and tune.with_parameters' wrapper's) own."""
+        self.setup(new_config)
+        return True
 
     def step(self) -> dict[str, Any]:
         started = time.perf_counter()

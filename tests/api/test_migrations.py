@@ -25,7 +25,7 @@ def empty_engine(db_url):
 def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
     assert current_revision(empty_engine) is None
     upgrade(empty_engine)
-    assert current_revision(empty_engine) == head_revision() == "0004"
+    assert current_revision(empty_engine) == head_revision() == "0005"
     assert TABLES <= set(inspect(empty_engine).get_table_names())
 
 
@@ -106,6 +106,15 @@ def test_0004_keeps_a_0003_stores_rows_with_their_flops_unknown(empty_engine):
         assert s.scalars(select(TrialRow)).one().fusion_flops == 5 * 10**12
     command.downgrade(alembic_config(empty_engine), "0003")
     assert "fusion_flops" not in {c["name"] for c in inspect(empty_engine).get_columns("trials")}
+
+
+def test_0005_adds_the_node_id_and_removes_it_on_downgrade(empty_engine):
+    upgrade(empty_engine, "0004")
+    assert "node_id" not in {c["name"] for c in inspect(empty_engine).get_columns("trials")}
+    upgrade(empty_engine)
+    assert "node_id" in {c["name"] for c in inspect(empty_engine).get_columns("trials")}
+    command.downgrade(alembic_config(empty_engine), "0004")
+    assert "node_id" not in {c["name"] for c in inspect(empty_engine).get_columns("trials")}
 
 
 def test_downgrade_to_base_removes_every_table(empty_engine):

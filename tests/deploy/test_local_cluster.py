@@ -3,85 +3,22 @@ own `ray start` process tree; Ray sees both nodes and the GPU; `stop` ends exact
 processes `start` recorded, by pid."""
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.deploy.manifests import DEPLOY
+from tests.helpers.local_cluster import free_port, recorded, session_members
+from tests.helpers.local_cluster import local_cluster_run as cluster_run
 
 pytestmark = pytest.mark.ray
-
-SCRIPT = DEPLOY / "local-cluster.sh"
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid``: a node `start` launched, whose `ray start`
-    runs in a session of its own, with every process of that node."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            members.append(int(stat.parent.name))
-    return members
-
-
-def recorded(state: Path) -> dict[str, int]:
-    """role -> pid, as `start` recorded them."""
-    try:
-        lines = (state / "pids").read_text().splitlines()
-    except FileNotFoundError:
-        return {}
-    return {role: int(pid) for pid, role, *_ in (line.split() for line in lines if line.strip())}
 
 
 @pytest.fixture
 def local_cluster_run(tmp_path):
-    """Runs local-cluster.sh with a state dir and a short temp root of its own; afterwards stops
-    whatever it recorded and still runs, even when the test failed."""
-    state = tmp_path / "state"
-    temp_root = Path(tempfile.mkdtemp(prefix="adf-lc-", dir="/tmp"))  # Ray's socket paths must stay short
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY": str(BIN / "ray"),
-           # a token in ~/.ray would otherwise make this head require it
-           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-    def run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-        command = ["bash", str(SCRIPT), *args, "--dir", str(state)]
-        if args[0] == "start":
-            command += ["--temp-root", str(temp_root)]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-
-    run.state, run.env = state, env
-    try:
+    with cluster_run(tmp_path) as run:
         yield run
-    finally:
-        pids = recorded(state) or getattr(run, "pids", {})
-        if any(session_members(pid) for pid in pids.values()):
-            run("stop", timeout=90)
-        for pid in pids.values():  # a stop that failed: this test's own nodes, by pid
-            for member in session_members(pid):
-                try:
-                    os.kill(member, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(temp_root, ignore_errors=True)
 
 
 @pytest.mark.timeout(150)

@@ -50,6 +50,7 @@ def result_row(i: int, stage: str = "search", **overrides) -> dict:
         "fusion_params": 117_000_000,
         "total_params": 5_000_000_000 + i,
         "fusion_flops": 3_000_000_000_000 + i,
+        "node_id": f"{i:056x}",
         "learned": i % 2 == 0,
         "skip_edges": i % 5,
         "genotype": "{}",

@@ -72,6 +72,8 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     assert {p.stem for p in (outcome.job_dir / "report" / "figures").glob("*.svg")} >= {
         "fig13-runs-per-discretization", "search-curves", "bohb-top1-vs-budget"}
     assert all(r["fusion_flops"] > 0 for stage in ("evaluation", "random", "baselines") for r in tables[stage])
+    # Every row names the node its trial ran on: here the one node of the local Ray.
+    assert {r["node_id"] for rows in tables.values() for r in rows} == {ray.get_runtime_context().get_node_id()}
     export_and_reload(outcome, tables, store, tmp_path)
 
 

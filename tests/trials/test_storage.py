@@ -64,3 +64,33 @@ def test_the_progress_snapshot_is_none_until_written_then_read_back_whole(tmp_pa
     assert read_progress(storage) == snapshot and storage.exists(PROGRESS_FILE)
     storage.write_text(PROGRESS_FILE, "{half")  # never written so, but a reader must not fail on it
     assert read_progress(storage) is None
+
+
+def test_an_s3_storage_with_its_region_resolves_offline_and_keeps_its_query_at_the_end():
+    import pyarrow.fs as pafs
+
+    from trials.spec import parse_grid
+
+    spec = parse_grid("name: x\ndataset: {store: s}\nstorage: 's3://adf-bucket/runs?region=eu-west-1'\n")
+    storage = JobStorage.of(spec.storage, "job7")  # no network: the region is given, nothing is looked up
+    assert isinstance(storage.filesystem, pafs.S3FileSystem) and storage.filesystem.region == "eu-west-1"
+    assert storage.path == "adf-bucket/runs/job7" and not storage.is_local and storage.local_dir is None
+    assert storage.uri == "s3://adf-bucket/runs/job7?region=eu-west-1"
+    assert storage.child_uri("bohb") == "s3://adf-bucket/runs/job7/bohb?region=eu-west-1"
+    again = JobStorage.at(storage.uri)
+    assert (again.path, again.job_id, again.uri) == (storage.path, "job7", storage.uri)
+
+
+def test_every_file_of_a_job_goes_through_the_filesystem_it_names(tmp_path):
+    import pyarrow.fs as pafs
+
+    # A SubTreeFileSystem stands in for shared storage: a job writes only through it.
+    shared = pafs.SubTreeFileSystem(str(tmp_path / "shared"), pafs.LocalFileSystem())
+    (tmp_path / "shared").mkdir()
+    storage = JobStorage(shared, "mem://shared", "", "job")
+    storage.create()
+    write_tables(storage, [{"stage": "baselines", "trial_key": "b", "status": "succeeded", "job": "job"}])
+    uri = storage.write_bytes("report/report.html", b"<html></html>")
+    assert uri == "mem://shared/job/report/report.html"
+    assert (tmp_path / "shared" / "job" / "report" / "report.html").read_bytes() == b"<html></html>"
+    assert read_table(storage, "baselines").num_rows == 1 and storage.read_bytes("report/report.html")
