@@ -74,7 +74,30 @@ def test_a_job_writes_every_stage_table_with_one_row_per_trial(local_ray, store,
     assert all(r["fusion_flops"] > 0 for stage in ("evaluation", "random", "baselines") for r in tables[stage])
     # Every row names the node its trial ran on: here the one node of the local Ray.
     assert {r["node_id"] for rows in tables.values() for r in rows} == {ray.get_runtime_context().get_node_id()}
+    figures_of_the_finished_job(tables, epochs)
     export_and_reload(outcome, tables, store, tmp_path)
+
+
+def figures_of_the_finished_job(tables, epochs):
+    """The report's figures and diagram, drawn from this job's own rows, hold what the rows say."""
+    import xml.etree.ElementTree as ET
+
+    from adf_service.diagram import genotype_svg
+    from adf_service.genotype import Genotype
+    from trials.figures import job_figures
+
+    rows = [r for stage_rows in tables.values() for r in stage_rows]
+    figures = {f.name: f.figure for f in job_figures(rows, epochs)}
+    [strip] = figures["fig13-runs-per-discretization"].axes
+    points = {c.get_gid(): len(c.get_offsets()) for c in strip.collections}
+    assert points == {"points-searched": 2, "points-random": 2, "points-all_skip": 2}
+    assert strip.get_ylabel() == "test top-1 (%)"
+    curves = figures["search-curves"].axes[0]
+    assert len([line for line in curves.lines if line.get_label() in {r["trial_key"] for r in tables["search"]}]) == 2
+    assert len(figures["bohb-parallel-coordinates"].axes[0].lines) >= len(tables["bohb"])
+    genotype = Genotype.from_json(tables["evaluation"][0]["genotype"])
+    ids = {e.get("id") for e in ET.fromstring(genotype_svg(genotype)).iter() if e.get("id")}
+    assert {f"c0-node{j}" for j in range(4)} | {"c0-in0", "c0-concat"} <= ids
 
 
 def export_and_reload(outcome, tables, store, tmp_path):
