@@ -2,7 +2,8 @@
 
 Baselines, searches (each followed at once by its evaluation, in the same trial), random
 architectures, control genotypes and transferred genotypes (another job's, on this grid's store) run
-as one Tune experiment, so every free slot takes the next trial whatever its stage. Every trial
+as one Tune experiment, so every free slot takes the next trial whatever its stage, in the worker
+that ran the last one (``reuse_actors``; :class:`NewestPendingFirst` keeps every node busy). Every trial
 checkpoints each epoch; failed trials are retried from their last checkpoint (``FailureConfig``);
 a job whose driver died resumes with ``Tuner.restore`` (``adf-service run --resume JOB``).
 """
@@ -23,6 +24,7 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
 
 from adf_service.features.store import FeatureStore
 from trials.bohb import bohb_sample_trial, bohb_trial, bohb_tuner_parts, with_base
@@ -45,7 +47,7 @@ from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_pr
 from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
 
-__all__ = ["SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError", "run_grid"]
+__all__ = ["SUMMARY_FILE", "Fenced", "JobOutcome", "NewestPendingFirst", "ResourceError", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +225,43 @@ def _trial_key(trial: Trial) -> str:
     return TrialConfig.of_tune(trial.config).trial_key
 
 
+class NewestPendingFirst(FIFOScheduler):
+    """FIFO, but once trials run, the pending trial Tune starts next is the newest, so that a reused
+    actor never takes the trial whose own actor is still starting on another node.
+
+    With ``reuse_actors`` a finished trial's actor goes to the trial this scheduler picks, and that
+    trial's own actor, requested earlier, is removed, even when it was already placed and starting
+    (ray-project/ray#42951). FIFO picks the oldest pending trial, which is the one whose actor is
+    starting on a node that has none yet: when trials are shorter than a worker's start, that node's
+    actor is removed again and again and the node never runs a trial (docs/benchmarks.md,
+    Orchestration). Tune requests actors in its queue's order and Ray places them in that order, so
+    the newest pending trial's request is the last to be placed: handing it the reused actor cancels
+    a request that only waits. Before any trial runs the pick is FIFO's, so that the first request
+    is the oldest trial's too. A retried trial goes to the end of Tune's list, so it resumes first.
+    The price: after the first wave the trials Tune queued last (up to 200 ahead) run before older ones.
+    """
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trials = tune_controller.get_trials()
+        started = any(t.status != Trial.PENDING for t in trials)
+        for trial in reversed(trials) if started else trials:
+            if trial.status == Trial.PENDING:
+                return trial
+        return next((t for t in trials if t.status == Trial.PAUSED), None)
+
+
+def _grid_tune_config(max_concurrent_trials: int | None, *, reuse_actors: bool = True) -> TuneConfig:
+    """The main grid's TuneConfig: a trial's actor takes the next trial (StageTrainable.reset_config)
+    rather than a new worker starting for each (5 s a trial on a 2-core VM, docs/benchmarks.md)."""
+    return TuneConfig(
+        max_concurrent_trials=max_concurrent_trials,
+        trial_name_creator=_trial_key,
+        trial_dirname_creator=_trial_key,
+        reuse_actors=reuse_actors,
+        scheduler=NewestPendingFirst() if reuse_actors else None,
+    )
+
+
 def _main_tuner(
     run: _Run,
     trials: list[TrialConfig],
@@ -234,7 +273,7 @@ def _main_tuner(
     """Baselines, searches (with their evaluations), random, control and transfer trials: one grid of trials.
 
     ``trainable`` and ``reuse_actors=False`` are for bench/orchestration.py, which runs this Tuner
-    with a trainable that sleeps, with and without actor reuse.
+    with a trainable that sleeps, with actor reuse and without.
     """
     trainable = tune.with_resources(trainable, run.resources)
     if run.resume:
@@ -243,12 +282,7 @@ def _main_tuner(
         trainable,
         # Tune keeps and hands back plain dicts: the records go in as their JSON-able form.
         param_space={TUNE_KEY: tune.grid_search([t.to_dict() for t in trials])},
-        tune_config=TuneConfig(
-            max_concurrent_trials=run.spec.max_concurrent_trials,
-            trial_name_creator=_trial_key,
-            trial_dirname_creator=_trial_key,
-            reuse_actors=reuse_actors,
-        ),
+        tune_config=_grid_tune_config(run.spec.max_concurrent_trials, reuse_actors=reuse_actors),
         run_config=_run_config(run.storage.job_id, run.storage.root_uri, callbacks, run.max_failures),
     )
 

@@ -31,8 +31,7 @@ storage: {storage}
 
 
 @pytest.fixture
-def two_gpu_node(monkeypatch):
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+def two_gpu_node():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2})
     ray.init(address=cluster.address, log_to_driver=False)
     yield cluster

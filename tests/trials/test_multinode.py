@@ -1,4 +1,5 @@
-"""Several nodes (ray.cluster_utils.Cluster, one fake GPU each): trials spread, a lost node loses nothing."""
+"""Several nodes (ray.cluster_utils.Cluster, one fake GPU each): trials spread over every node while
+workers are reused (the grid's reuse_actors), and a lost node loses nothing."""
 
 import json
 
@@ -58,7 +59,7 @@ def test_trials_spread_over_nodes_and_a_removed_node_loses_no_result(cluster, st
     rows = {s: pq.read_table(outcome.tables[s]).to_pylist() for s in ("baselines", "search", "evaluation")}
     assert [len(rows[s]) for s in rows] == [3, 4, 4]
     assert all(r["status"] == "succeeded" for stage in rows.values() for r in stage)
-    nodes = set()
-    for path in outcome.job_dir.glob("*/result.json"):
-        nodes |= {json.loads(line)["node_id"] for line in path.read_text().splitlines()}
-    assert len(nodes) == 3  # head and both workers ran trials
+    results = [json.loads(line) for path in outcome.job_dir.glob("*/result.json")
+               for line in path.read_text().splitlines()]
+    assert len({r["node_id"] for r in results}) == 3  # head and both workers ran trials
+    assert len({r["pid"] for r in results}) < 7  # and workers took further trials (reuse_actors)
