@@ -221,7 +221,14 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
     clean = run_grid(spec, job_id="clean", show_progress=False)
 
     address = ray.get_runtime_context().gcs_address
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(tmp_path / "grid.yaml")])
+    # Tune snapshots its experiment at most every few seconds ("auto"); with epochs of a few
+    # milliseconds a trial can write num_to_keep + 1 checkpoints in between, and the dead driver's
+    # last snapshot then names a deleted one (a Ray race, left in the closing note of issue 14):
+    # this driver snapshots at every step, so the test is about our resume, not that race.
+    import os
+
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(tmp_path / "grid.yaml")], env=env)
     job_dir = tmp_path / "resumed"
     deadline = time.time() + 120
     while not list(job_dir.glob("search-*/checkpoint_000001")) and time.time() < deadline:
