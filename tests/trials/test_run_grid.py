@@ -215,7 +215,11 @@ def test_a_job_whose_driver_died_resumes_and_ends_like_a_clean_run(local_ray, st
 
     text = GRID.format(store=store.path, storage=tmp_path, gpus=0).replace(
         "bohb: {samples: 3", "bohb: {enabled: false, samples: 3").replace("random: {repeats: 1}", "random: {enabled: false}"
-    ).replace("controls: {enabled: true", "controls: {enabled: false")
+    ).replace("controls: {enabled: true", "controls: {enabled: false").replace(
+        "search: {epochs: 2,", "search: {epochs: 8,").replace("evaluation: {epochs: 2,", "evaluation: {epochs: 6,")
+    assert "search: {epochs: 8," in text and "evaluation: {epochs: 6," in text
+    # Searches long enough that the driver is still running when a baseline has finished (reused
+    # workers start the next trial at once: the short grid could end before the kill).
     (tmp_path / "grid.yaml").write_text(text)
     spec = parse_grid(text)
     clean = run_grid(spec, job_id="clean", show_progress=False)
