@@ -96,8 +96,17 @@ is_ours() {
     [[ -n $started && $start == "$started" && $state != Z ]]
 }
 
+# A port free now and not one this cluster was given (a port the kernel
+# hands out can be one given by --port / --dashboard-port that is not bound yet).
 free_port() {
-    "$python_bin" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    "$python_bin" -c '
+import socket, sys
+taken = {int(p) for p in sys.argv[1:] if p.isdigit()}
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    if port not in taken:
+        print(port); break
+' "$gcs_port" "$dashboard_port"
 }
 
 port_open() {
