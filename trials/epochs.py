@@ -40,7 +40,7 @@ EPOCH_SCHEMA = pa.schema(
         ("epoch_seconds", pa.float64()),
         ("alpha_entropy", pa.float64()),  # search epochs only: mean entropy of softmax(α)
         ("beta_entropy", pa.float64()),  # search epochs only: of the edge weights β
-        ("timestamp", pa.float64()),  # unix seconds when Tune received the epoch's result
+        ("timestamp", pa.float64()),  # unix seconds (fractional) when the epoch ended
         ("node_id", pa.string()),  # the Ray node the epoch ran on
     ]
 )

@@ -58,6 +58,9 @@ def _metrics(phase: str, record: EpochRecord) -> dict[str, Any]:
         "test_top1": record.test_top1,
         "lr": record.lr,
         "epoch_seconds": record.seconds,
+        # Tune keeps a timestamp the trial reports; its own is whole seconds, too coarse to tell
+        # which trials ran at once (the per-epoch table's `timestamp`)
+        "timestamp": time.time(),
     }
     for key in ("alpha_entropy", "beta_entropy"):
         if key in record.extra:
