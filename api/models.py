@@ -88,6 +88,11 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Per-user quotas an admin set; null: the service's default (api/settings.py)
+    max_running_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_gpus: Mapped[float | None] = mapped_column(Double)  # GPUs held at once by the user's running jobs
+    max_gpu_hours: Mapped[float | None] = mapped_column(Double)  # GPU-hours per 30 days
+    notify_secret: Mapped[str | None] = mapped_column(String(64))  # HMAC key of the user's job notifications
 
     tokens: Mapped[list[Token]] = relationship(back_populates="user", passive_deletes=True)
 
@@ -118,7 +123,6 @@ class Job(Base):
     """A submitted grid: its validated spec, where it runs, and how far it got."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "j" + 12 hex chars
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -137,8 +141,30 @@ class Job(Base):
     ended_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     results_at: Mapped[datetime | None]  # when its trial rows were last replaced (api/pages.py keys on it)
+    # The queue (api/queue.py): higher first, then submission order; why a queued job waits
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queue_reason: Mapped[str | None] = mapped_column(Text)
+    gpus: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")  # GPUs it holds at once, running
+    admitted_at: Mapped[datetime | None]  # when the queue last handed it to Ray
+    # Driver attempts (api/service.py): JSON list of {attempt, at, reason, by}; automatic resumes so far
+    attempts_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    auto_resumes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]  # an automatic resume waits until then (backoff)
+    # Usage (api/usage.py): resource-seconds of every trial attempt; lost: of attempts whose work was redone
+    gpu_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    cpu_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    lost_gpu_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    lost_cpu_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    notice: Mapped[str | None] = mapped_column(Text)  # stale trials, resources no node has: what needs a look
+    # Notification of the job's end (api/notify.py): a POST to notify_url, signed, retried
+    notify_url: Mapped[str | None] = mapped_column(Text)
+    notify_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    notify_next_at: Mapped[datetime | None]
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key"), Index("ix_jobs_queue", "status", "priority"))
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, name={self.name!r}, status={self.status!r})"
@@ -181,6 +207,14 @@ class TrialRow(Base):
     wall_seconds: Mapped[float | None] = mapped_column(Double)
     device: Mapped[str | None] = mapped_column(Text)  # host and accelerator
     node_id: Mapped[str | None] = mapped_column(String(64))  # the Ray node of the trial's last epoch
+    # What the trial held and for how long (trials/usage.py): every attempt; lost: redone work
+    gpus: Mapped[float | None] = mapped_column(Double)
+    cpus: Mapped[float | None] = mapped_column(Double)
+    gpu_seconds: Mapped[float | None] = mapped_column(Double)
+    cpu_seconds: Mapped[float | None] = mapped_column(Double)
+    lost_gpu_seconds: Mapped[float | None] = mapped_column(Double)
+    lost_cpu_seconds: Mapped[float | None] = mapped_column(Double)
+    attempts: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # "succeeded" | "failed"
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -60,6 +60,14 @@ RESULT_SCHEMA = pa.schema(
         ("wall_seconds", pa.float64()),
         ("device", pa.string()),
         ("node_id", pa.string()),
+        # What the trial held and how long, over all its attempts (trials/usage.py); lost: work redone
+        ("gpus", pa.float64()),
+        ("cpus", pa.float64()),
+        ("gpu_seconds", pa.float64()),
+        ("cpu_seconds", pa.float64()),
+        ("lost_gpu_seconds", pa.float64()),
+        ("lost_cpu_seconds", pa.float64()),
+        ("attempts", pa.int32()),
         ("status", pa.string()),
         ("error", pa.string()),
     ]

@@ -412,6 +412,10 @@ class GridSpec(_Spec):
     deterministic: bool = False
     storage: str = Field("runs", min_length=1, max_length=MAX_PATH)  # local path or pyarrow URI (s3://, gs://)
     max_trials: int = Field(2000, ge=1, le=MAX_TRIALS)  # refuse bigger grids: `repeats: 600` must not launch 28,800
+    # The service's queue admits higher first (then in submission order); above 0 only an admin may ask
+    priority: int = Field(0, ge=-100, le=100)
+    # The service POSTs the job's outcome here when it ends (api/notify.py): http(s) only
+    notify_url: str | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
 
     @field_validator("name")
     @classmethod

@@ -57,6 +57,13 @@ def result_row(i: int, stage: str = "search", **overrides) -> dict:
         "config": "{}",
         "wall_seconds": 1.5,
         "device": "node-1 cuda:0",
+        "gpus": 0.25,
+        "cpus": 1.0,
+        "gpu_seconds": 0.375 + i,
+        "cpu_seconds": 1.5 + i,
+        "lost_gpu_seconds": 0.125,
+        "lost_cpu_seconds": 0.5,
+        "attempts": 1 + i % 2,
         "status": "succeeded",
         "error": None,
     }
