@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from anyio import CapacityLimiter
@@ -13,15 +14,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import text
 
+from api.cluster import ClusterUnavailable, NodeResources, cluster_view
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.deps import Services, ServicesDep
+from api.notify import deliver_due
 from api.problems import install_problem_handlers
-from api.routes import compare, jobs, results
+from api.routes import compare, jobs, logs, me, results, usage, users
 from api.runner import RayJobs
-from api.service import reconcile_active
+from api.service import reconcile_active, schedule
 from api.settings import Settings, SettingsError
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "run_queue"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         services = Services(settings, make_sessionmaker(engine), RayJobs(address, settings.driver_command),
                             settings.dashboard_url or address, store_limiter=CapacityLimiter(STORE_THREADS),
                             parse_limiter=CapacityLimiter(PARSE_THREADS))
+        services.nodes = _cluster_nodes(address)
         app.state.services = services
         # What is loaded by now lives as long as the server: out of the collector's sight, so
         # a full collection walks only what requests allocate (shorter pauses in the tail).
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(jobs.grid_schemas())
+            components["QuotaIn"] = users.QuotaIn.model_json_schema()
             document_problems(schema, components)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -77,6 +82,10 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
     app.include_router(jobs.router)
     app.include_router(results.router)
     app.include_router(compare.router)
+    app.include_router(users.router)
+    app.include_router(usage.router)
+    app.include_router(logs.router)
+    app.include_router(me.router)
 
     @app.get("/healthz", tags=["service"])
     def healthz(services: ServicesDep) -> dict[str, str]:
@@ -93,6 +102,7 @@ _PROBLEMS = {
     "404": "No such job or trial (or not yours)", "409": "Conflict with the job's state or an idempotency key",
     "413": "Body over the size limit", "415": "Unsupported content type",
     "422": "Invalid grid or query parameters", "429": "Too many queued or running jobs",
+    "403": "Only an admin may do this",
 }
 _POST_JOBS = ("400", "413", "415", "422", "429")
 
@@ -122,12 +132,35 @@ def document_problems(schema: dict, components: dict) -> None:
                 responses[code] = {"description": description, "content": content}
 
 
+def _cluster_nodes(address: str) -> Callable[[], list[NodeResources] | None]:
+    """The queue's view of the cluster: its nodes, or None when the dashboard does not answer
+    (shared with the launch checks at submit: one cache per address)."""
+    view = cluster_view(address)
+
+    def nodes() -> list[NodeResources] | None:
+        try:
+            return view.nodes()
+        except ClusterUnavailable as exc:
+            log.warning("%s", exc)
+            return None
+
+    return nodes
+
+
+def run_queue(services: Services) -> None:
+    """One round: running jobs brought up to date with Ray, then queued jobs admitted where they may go."""
+    with services.sessions() as session:
+        reconcile_active(session, services.ray, services.settings)
+        schedule(session, services.ray, services.settings, services.nodes())
+
+
 async def _reconcile_forever(services: Services, every: float) -> None:
-    """Keep queued/running jobs in step with Ray, also when nobody asks about them."""
+    """Keep queued/running jobs in step with Ray and the queue moving, also when nobody asks."""
     while True:
         await asyncio.sleep(every)
         try:
-            with services.sessions() as session:
-                await run_in_threadpool(reconcile_active, session, services.ray)
+            await run_in_threadpool(run_queue, services)
+            with services.sessions() as session:  # the ends this round found are POSTed at once
+                await run_in_threadpool(deliver_due, session, services.settings)
         except Exception:
             log.exception("reconciling jobs")

@@ -16,9 +16,11 @@ from api.models import Token, User, utcnow
 
 __all__ = [
     "LOCAL_USER",
+    "QUOTA_FIELDS",
     "TOKEN_PREFIX",
     "InvalidUserName",
     "UserExists",
+    "UserNotFound",
     "authenticate",
     "create_user",
     "get_or_create_user",
@@ -27,6 +29,7 @@ __all__ = [
     "list_tokens",
     "local_user",
     "revoke_token",
+    "set_quota",
 ]
 
 LOCAL_USER = "local"  # the single (admin) user of auth="local" mode
@@ -86,6 +89,32 @@ def get_or_create_user(s: Session, name: str, *, admin: bool = False) -> User:
     if admin and not user.is_admin:
         user.is_admin = True
         s.commit()
+    return user
+
+
+class UserNotFound(JobStoreError, LookupError):
+    """No user with that name."""
+
+
+QUOTA_FIELDS = ("max_running_jobs", "max_gpus", "max_gpu_hours")  # per-user overrides of the settings' quotas
+
+
+def set_quota(s: Session, name: str, changes: dict[str, float | int | None]) -> User:
+    """Set (a number) or clear (None: back to the service's default) the user's own quotas.
+
+    ``changes`` maps names of :data:`QUOTA_FIELDS` to their new values; the others stay as they are.
+    """
+    user = _find_user(s, _check_name(name))
+    if user is None:
+        raise UserNotFound(f"no user {name!r}")
+    unknown = set(changes) - set(QUOTA_FIELDS)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)}: not quotas ({', '.join(QUOTA_FIELDS)})")
+    for field, value in changes.items():
+        if value is not None and value < 0:
+            raise ValueError(f"{field}: {value} is negative")
+        setattr(user, field, value)
+    s.commit()
     return user
 
 

@@ -20,7 +20,7 @@ import typer
 from adf_service import cli as library
 from adf_service.heap import keep_freed_memory_in_heap
 from api import client_cli as client
-from api import local, server_cli
+from api import local, logs_cli, notify_cli, server_cli, usage_cli
 from trials import cli as grid
 
 __all__ = ["app"]
@@ -58,10 +58,15 @@ app.command("stop-ray")(server_cli.stop_ray)
 app.command()(client.submit)
 app.command("list")(client.list_)
 app.command()(client.status)
+app.command()(usage_cli.usage)
+app.command()(logs_cli.logs)
 app.command()(client.cancel)
 app.command()(client.resume)
+app.command()(client.rerun)
+app.command()(client.extend)
 app.command()(client.results)
 app.command()(client.best)
+app.command("notify-secret")(notify_cli.notify_secret)
 
 app.command("local-job")(local.local_job)
 
@@ -74,6 +79,10 @@ token_app.command("create")(server_cli.token_create)
 token_app.command("list")(server_cli.token_list)
 token_app.command("revoke")(server_cli.token_revoke)
 app.add_typer(token_app, name="token")
+
+user_app = typer.Typer(help="Users of the service: their quotas.", no_args_is_help=True)
+user_app.command("quota")(server_cli.user_quota)
+app.add_typer(user_app, name="user")
 
 if __name__ == "__main__":
     app()

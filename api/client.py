@@ -12,6 +12,7 @@ import io
 import os
 import tomllib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -184,6 +185,12 @@ class ServiceClient:
     def resume(self, job_id: str) -> dict:
         return self._json("POST", f"{_job_path(job_id)}/resume")
 
+    def rerun(self, job_id: str) -> dict:
+        return self._json("POST", f"{_job_path(job_id)}/rerun", params={"failed": "true"})
+
+    def extend(self, job_id: str, repeats: int) -> dict:
+        return self._json("POST", f"{_job_path(job_id)}/extend", params={"repeats": repeats})
+
     # --- results ------------------------------------------------------------------------
 
     def trials(self, job_id: str, **filters: Any) -> dict:
@@ -220,6 +227,30 @@ class ServiceClient:
     def best(self, job_id: str) -> dict:
         """The best evaluated genotype, its metrics, and BOHB's best configuration."""
         return self._json("GET", f"{_job_path(job_id)}/best")
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+        """The job's driver log as text chunks: what it holds now, or (``follow``) all of it and then
+        each new chunk as the driver writes it, until the job ends (no read timeout then)."""
+        path = f"{_job_path(job_id)}/logs"
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None) if follow else self._http.timeout
+        try:
+            with self._http.stream("GET", path, params=_params(follow=follow or None), timeout=timeout) as answer:
+                if not answer.is_success:
+                    answer.read()
+                    raise self._problem(answer, None)
+                yield from answer.iter_text()
+        except httpx.TransportError as exc:
+            raise ServiceError(None, "No answer", f"GET {self.server}{path}: {type(exc).__name__}: "
+                               f"{str(exc) or 'no answer'}") from None
+
+    def notify_secret(self, rotate: bool = False) -> str:
+        """Your key for checking the signatures of your jobs' notifications; ``rotate``: a new one."""
+        return self._json("POST" if rotate else "GET", "/v1/me/notify-secret")["secret"]
+
+    def usage(self, user: str | None = None, since: str | None = None) -> dict:
+        """GPU- and CPU-hours per job and user: yours, or ``user``'s (admins), since an ISO date (default: 30 days
+        ago)."""
+        return self._json("GET", "/v1/usage", params=_params(user=user, since=since))
 
     def healthz(self) -> dict:
         return self._json("GET", "/healthz")

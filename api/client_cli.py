@@ -224,7 +224,8 @@ def list_(
 
 def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption = None,
            token: TokenOption = None) -> None:
-    """A job's status, timestamps, Ray job, dashboard link, report link and progress per stage."""
+    """A job's status (and why it waits in the queue), its attempts, timestamps, Ray job, dashboard link,
+    report link, GPU-hours, notice, running trials and progress per stage."""
     with _service(server, token) as client:
         found = client.job(job)
         base = client.server
@@ -235,8 +236,13 @@ def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption =
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
+    waiting = [("waiting", found["queue_reason"])] if found.get("queue_reason") else []
+    tries = found.get("attempts") or []
+    attempt = [("attempt", f"{tries[-1]['attempt']}: {tries[-1]['reason']} (by {tries[-1]['by']})")
+               ] if len(tries) > 1 else []
     for name, value in (
-        ("status", found["status"]), ("owner", found["owner"]), ("created", _when(found["created_at"])),
+        ("status", found["status"]), *waiting, *attempt, ("priority", found.get("priority", 0)),
+        ("owner", found["owner"]), ("created", _when(found["created_at"])),
         ("started", _when(found["started_at"])), ("ended", _when(found["ended_at"])),
         ("Ray job", found["ray_job_id"] or "-"), ("dashboard", found["dashboard_url"] or "-"),
         ("storage", found["storage"]), ("report", report), ("error", found["error"] or "-"),
@@ -244,6 +250,9 @@ def status(job: JobArgument, as_json: JsonOption = False, server: ServerOption =
         facts.add_row(name, Text(str(value)))
     console.print(f"job {found['id']} {found['name']!r} (times in UTC)", highlight=False)
     console.print(facts)
+    from api.usage_cli import print_job_usage  # it imports this module's options
+
+    print_job_usage(found)
     if found["progress"]:
         console.print(_stage_table(found, "progress per stage"))
 
@@ -260,8 +269,34 @@ def resume(job: JobArgument, server: ServerOption = None, token: TokenOption = N
     """Continue a failed or cancelled job from its checkpoints, in a new Ray job."""
     with _service(server, token) as client:
         found = client.resume(job)
-    console.print(f"job {found['id']}: {found['status']} as Ray job {found['ray_job_id']} "
-                  f"(follow it with `adf-service status {found['id']}`)", highlight=False)
+    _queued(found)
+
+
+def rerun(job: JobArgument,
+          failed: Annotated[bool, typer.Option("--failed", help="Rerun the failed and unfinished trials.")] = False,
+          server: ServerOption = None, token: TokenOption = None) -> None:
+    """Run an ended job's failed and unfinished trials again from scratch, keeping every finished trial."""
+    if not failed:
+        fail(ValueError("rerun: say what to rerun: --failed (the failed and unfinished trials)"))
+    with _service(server, token) as client:
+        found = client.rerun(job)
+    _queued(found)
+
+
+def extend(job: JobArgument,
+           repeats: Annotated[int, typer.Option(min=1, max=100, help="Repeats (new seeds) to add to each searched "
+                                                "setting.")],
+           server: ServerOption = None, token: TokenOption = None) -> None:
+    """Add repeats to a succeeded job's searched settings; what the job has is kept, not rerun."""
+    with _service(server, token) as client:
+        found = client.extend(job, repeats)
+    _queued(found)
+
+
+def _queued(job: dict) -> None:
+    where = f"as Ray job {job['ray_job_id']}" if job.get("queue_reason") is None else f"({job['queue_reason']})"
+    console.print(f"job {job['id']}: {job['status']} {where}; {job['attempts'][-1]['reason']} "
+                  f"(follow it with `adf-service status {job['id']}`)", highlight=False)
 
 
 # --- results ------------------------------------------------------------------------------

@@ -76,6 +76,8 @@ class Services:
     viewers: Viewers = field(default_factory=Viewers)
     store_limiter: CapacityLimiter | None = None  # threads reading result pages at once (None: anyio's 40)
     parse_limiter: CapacityLimiter | None = None  # threads reading submitted grids at once (None: anyio's 40)
+    # The cluster's live nodes and their free resources, for the queue (None: the dashboard did not answer)
+    nodes: Callable[[], list | None] = field(default=lambda: None)
 
 
 async def get_services(request: Request) -> Services:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Collection, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -20,7 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.models import Job, TrialRow, User, utcnow
+from api.notify import mark_for_notification
 from api.status import ACTIVE_STATUSES, ENDED_STATUSES, JOB_STATUSES
+from api.usage import apply_usage, stale_notice
 from trials.results import STAGES
 
 __all__ = [
@@ -47,13 +50,14 @@ __all__ = [
 ]
 
 # status → the statuses it may move to (a key for each of JOB_STATUSES); failed/cancelled →
-# queued is a resume.
+# queued is a resume, running → queued the service's own resume after Ray lost the job's driver,
+# succeeded → queued a rerun of its failed trials or an extension with more repeats.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed"}),
-    "running": frozenset({"succeeded", "failed", "cancelled"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "queued"}),
     "failed": frozenset({"queued"}),
     "cancelled": frozenset({"queued"}),
-    "succeeded": frozenset(),
+    "succeeded": frozenset({"queued"}),  # a rerun of its failed trials, or more repeats (api/service.py)
 }
 _ENDED = frozenset(ENDED_STATUSES)
 TRIAL_COLUMNS: tuple[str, ...] = tuple(c.key for c in TrialRow.__table__.columns)
@@ -100,8 +104,9 @@ def create_job(
     n_trials: int,
     storage_root: str | Path,
     idempotency_key: str | None = None,
+    notify_url: str | None = None,
 ) -> tuple[Job, bool]:
-    """Store a queued job; returns ``(job, created)``.
+    """Store a queued job; returns ``(job, created)``. ``notify_url``: where its end is POSTed (api/notify.py).
 
     With an ``idempotency_key`` already used by ``owner``: the same ``request_hash`` returns
     the existing job with ``created=False``, another raises :class:`IdempotencyConflict`.
@@ -121,6 +126,7 @@ def create_job(
         storage_dir=f"{str(storage_root).rstrip('/')}/{job_id}",  # a path or a URI
         n_trials=n_trials,
         progress_json="{}",
+        notify_url=notify_url,
     )
     s.add(job)
     try:
@@ -213,6 +219,7 @@ def set_status(
         job.started_at = now
     if status in _ENDED:
         job.ended_at = now
+        mark_for_notification(job, now)  # every way a job ends notifies its notify_url
     job.status = status
     job.error = error
     if ray_job_id is not None:
@@ -222,9 +229,15 @@ def set_status(
     return job
 
 
-def set_progress(s: Session, job: Job, progress: dict[str, Any]) -> None:
-    """Replace the job's per-stage counts (any JSON object, e.g. ``{"search": {"done": 3, ...}}``)."""
+def set_progress(s: Session, job: Job, progress: dict[str, Any], *, stale_after_s: float | None = None,
+                 notice: str | None = None) -> None:
+    """Replace the job's per-stage counts (any JSON object, e.g. ``{"search": {"done": 3, ...}}``), with the
+    usage they carry (api/usage.py); the job's notice becomes its stale trials' (no result for
+    ``stale_after_s`` seconds; None: not looked for) and ``notice`` (e.g. why its trials wait), or None."""
     job.progress_json = json.dumps(progress, sort_keys=True)
+    apply_usage(job, progress)
+    stale = stale_notice(progress, time.time(), stale_after_s) if stale_after_s is not None else None
+    job.notice = "; ".join(n for n in (stale, notice) if n) or None
     job.updated_at = utcnow()
     s.commit()
 

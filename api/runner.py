@@ -12,10 +12,12 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RayJobNotFound", "RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
+__all__ = ["RayJobNotFound", "RayJobState", "RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
 
 SPEC_ENV = "ADF_JOB_SPEC"
 AGENT_WAIT_SECONDS = 60.0
@@ -28,6 +30,21 @@ RAY_TO_JOB_STATUS = {
     "FAILED": "failed",
     "STOPPED": "cancelled",
 }
+
+
+# How Ray says a job's driver was lost rather than failed by itself: its supervisor actor died
+# (the driver's node, or the head, went away), or the driver was killed by a signal.
+_LOST_ERROR_TYPES = frozenset({"JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE"})
+_KILLED_EXIT_CODES = frozenset({137, 143})  # 128 + SIGKILL, 128 + SIGTERM (a shell's way of saying it)
+
+
+@dataclass(frozen=True)
+class RayJobState:
+    """What the Jobs API says of one submission: our status, its message, and whether the driver was lost."""
+
+    status: str
+    message: str | None = None
+    lost: bool = False  # failed because its driver died or was killed, not because it failed: resumable
 
 
 class RayUnavailable(RuntimeError):
@@ -75,11 +92,15 @@ class RayJobs:
             return False
         return True
 
-    def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool) -> str:
-        """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``)."""
+    def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool, mode: str | None = None) -> str:
+        """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``).
+
+        ``mode``: ``"rerun"`` reruns the job's failed and unfinished trials from scratch (with
+        ``resume``), ``"extend"`` runs the trials its spec adds to a finished job.
+        """
         submission_id = f"{job_id}-{attempt}"
-        entrypoint = (f"{self.command or _entrypoint()} run-job {job_id} --attempt {attempt}"
-                      + (" --resume" if resume else ""))
+        flags = {"rerun": " --resume --rerun-failed", "extend": " --extend"}.get(mode or "", " --resume" if resume else "")
+        entrypoint = f"{self.command or _entrypoint()} run-job {job_id} --attempt {attempt}{flags}"
         client = self._client()
         deadline = time.monotonic() + AGENT_WAIT_SECONDS
         while True:
@@ -98,14 +119,58 @@ class RayJobs:
                 time.sleep(1.0)
 
     def status(self, submission_id: str) -> tuple[str, str | None]:
-        """(our status, Ray's message when the job failed).
+        """(our status, Ray's message when the job failed); see :meth:`state`."""
+        state = self.state(submission_id)
+        return state.status, state.message
+
+    def state(self, submission_id: str) -> RayJobState:
+        """The submission's status, its message when it failed, and whether its driver was lost.
 
         Raises RayUnavailable when the Jobs API gives no answer: a refused or dropped
         connection (a head that is gone or restarting), a timeout, a 5xx; and RayJobNotFound
         when it answers that it has no such job.
         """
-        try:
+        with self._answering(submission_id):
             info = self._client().get_job_info(submission_id)
+        status = RAY_TO_JOB_STATUS[str(info.status.value)]
+        if status != "failed":
+            return RayJobState(status)
+        error_type = getattr(info.error_type, "value", info.error_type)
+        code = info.driver_exit_code
+        lost = error_type in _LOST_ERROR_TYPES or (code is not None and (code < 0 or code in _KILLED_EXIT_CODES))
+        return RayJobState(status, info.message, lost)
+
+    def stop(self, submission_id: str) -> bool:
+        return self._client().stop_job(submission_id)
+
+    def logs(self, submission_id: str) -> str:
+        """The driver's log so far (stdout and stderr). Raises as :meth:`state` does."""
+        with self._answering(submission_id):
+            return self._client().get_job_logs(submission_id)
+
+    async def tail(self, submission_id: str) -> AsyncIterator[str]:
+        """The driver's log from its start, chunk by chunk as the driver writes it, until the job
+        ends (Ray closes the stream then). Raises RayUnavailable when the stream breaks off.
+
+        Make the client first (:meth:`state` or :meth:`logs`, in a thread): making it blocks.
+        """
+        from aiohttp import ClientError
+
+        try:
+            async for chunk in self._client().tail_job_logs(submission_id):
+                yield chunk
+        except (OSError, RuntimeError, ClientError) as exc:  # a lost head, a closed socket, a refused one
+            raise RayUnavailable(f"Ray Jobs API at {self.address}: the log of {submission_id} broke off "
+                                 f"({type(exc).__name__}: {str(exc)[:300]})") from None
+
+    @contextmanager
+    def _answering(self, submission_id: str) -> Iterator[None]:
+        """The Jobs API's failures as ours: RayUnavailable for no answer (a refused or dropped connection,
+        a head that is gone or restarting, a timeout, a 5xx), RayJobNotFound for "no such job"."""
+        try:
+            yield
+        except (RayUnavailable, RayJobNotFound):
+            raise
         except OSError as exc:  # requests' ConnectionError, http.client.RemoteDisconnected, timeouts
             raise RayUnavailable(f"Ray Jobs API at {self.address}: no answer ({type(exc).__name__})") from None
         except RuntimeError as exc:  # "Request failed with status code N: ..."
@@ -113,11 +178,3 @@ class RayJobs:
             if code and code.group(1) == "404":
                 raise RayJobNotFound(f"Ray has no job {submission_id}: {exc}") from None
             raise RayUnavailable(f"Ray Jobs API at {self.address}: {str(exc)[:300]}") from None
-        status = RAY_TO_JOB_STATUS[str(info.status.value)]
-        return status, info.message if status == "failed" else None
-
-    def stop(self, submission_id: str) -> bool:
-        return self._client().stop_job(submission_id)
-
-    def logs(self, submission_id: str) -> str:
-        return self._client().get_job_logs(submission_id)

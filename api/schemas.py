@@ -10,8 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import Job, TrialRow
 from api.status import JobStatus
+from api.usage import running_trials, usage_hours
 
-__all__ = ["ProblemOut", "BestOut", "JobOut", "JobPage", "StageProgressOut", "TrialOut", "TrialPage"]
+__all__ = [
+    "AttemptOut", "ProblemOut", "BestOut", "JobOut", "JobPage", "JobUsageOut", "RunningTrialOut", "StageProgressOut",
+    "TrialOut", "TrialPage",
+]
 
 class FieldProblem(BaseModel):
     path: str = Field(description="The bad field, e.g. space.cells[0] (a query or body location for others).")
@@ -43,6 +47,31 @@ class StageProgressOut(BaseModel):
         "learned_margin): their genotypes are not counted as searched results."))
 
 
+class AttemptOut(BaseModel):
+    attempt: int = Field(description="1 for the first driver; the Ray submission id is <job>-<attempt>.")
+    at: datetime = Field(description="When it was asked for (submitted, resumed, or Ray lost the driver before).")
+    by: str = Field(description="'service' (admitted, or resumed automatically) or the user who resumed it.")
+    reason: str
+    started_at: datetime | None = Field(None, description="When the queue handed it to Ray; null while it waits.")
+
+
+class JobUsageOut(BaseModel):
+    """What a job's trials held, over all their attempts (docs/results.md, "Usage")."""
+
+    gpu_hours: float = Field(description="GPU-seconds of every trial attempt / 3600 (a trial's GPUs × its wall time).")
+    cpu_hours: float
+    lost_gpu_hours: float = Field(description="Of gpu_hours, those of work redone after a failure (restarts).")
+    lost_cpu_hours: float
+    summary: str | None = Field(None, description=(
+        "The same in words, e.g. '14.2 GPU-hours, 3.1 of them lost to restarts'; null before the driver counted."))
+
+
+class RunningTrialOut(BaseModel):
+    trial_key: str = Field(description="A BOHB trial's: its Tune trial id.")
+    last_progress_at: datetime = Field(description="Its last result (an epoch), or its start before its first.")
+    node_id: str | None = Field(description="The Ray node of its last result; null before its first.")
+
+
 class JobOut(BaseModel):
     id: str
     name: str
@@ -59,16 +88,32 @@ class JobOut(BaseModel):
     report_url: str | None = Field(None, description=(
         "The job's HTML report (GET, same auth as the job), once it has succeeded: tables, figures, genotypes."))
     storage: str = Field(description="Where the job's checkpoints and result tables are.")
+    priority: int = Field(0, description="Its place in the queue: higher first, then submission order.")
+    queue_reason: str | None = Field(None, description=(
+        "Why a queued job waits: its quota, room on the cluster, the jobs ahead, an automatic resume's backoff."))
+    gpus: float = Field(0.0, description="GPUs the job holds at once while it runs (trials at once × per trial).")
+    attempts: list[AttemptOut] = Field(default_factory=list, description=(
+        "Its drivers so far: the first, and every resume (by a user, or by the service after Ray lost one)."))
+    usage: JobUsageOut = Field(description="GPU- and CPU-hours of its trials so far, and those lost to restarts.")
+    notice: str | None = Field(None, description=(
+        "What needs a look, e.g. running trials without a result for longer than the service allows."))
+    running_trials: list[RunningTrialOut] = Field(default_factory=list, description=(
+        "A running job's running trials, the one without progress for longest first."))
 
     @classmethod
     def of(cls, job: Job, dashboard: str | None) -> JobOut:
-        progress = json.loads(job.progress_json or "{}").get("stages", {})
+        snapshot = json.loads(job.progress_json or "{}")
+        progress = snapshot.get("stages", {})
         url = f"{dashboard.rstrip('/')}/#/jobs/{job.ray_job_id}" if dashboard and job.ray_job_id else None
         return cls(
             id=job.id, name=job.name, owner=job.owner.name, status=job.status, n_trials=job.n_trials,
             progress=progress, created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
             error=job.error, ray_job_id=job.ray_job_id, dashboard_url=url, storage=job.storage_dir,
             report_url=f"/v1/jobs/{job.id}/report" if job.status == "succeeded" else None,
+            priority=job.priority, queue_reason=job.queue_reason if job.status == "queued" else None, gpus=job.gpus,
+            attempts=json.loads(job.attempts_json or "[]"),
+            usage=JobUsageOut(**usage_hours(job), summary=(snapshot.get("usage") or {}).get("summary")),
+            notice=job.notice, running_trials=running_trials(snapshot) if job.status == "running" else [],
         )
 
 

@@ -165,3 +165,30 @@ def stop_ray() -> None:
         fail(exc)
     console.print("no local Ray head of this data directory runs" if pid is None
                   else f"stopped the local Ray head (pid {pid})", highlight=False)
+
+
+def user_quota(
+    name: Annotated[str, typer.Argument(help="The user.")],
+    running_jobs: Annotated[Optional[int], typer.Option(min=1, help="Jobs that run at once.")] = None,
+    gpus: Annotated[Optional[float], typer.Option(min=0, help="GPUs held at once.")] = None,
+    gpu_hours: Annotated[Optional[float], typer.Option(min=0, help="GPU-hours per 30 days.")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Clear the user's own quotas: the service's apply.")] = False,
+) -> None:
+    """Show or set a user's quotas in the job store (the service's defaults are its ADF_MAX_* settings)."""
+    from api.auth import QUOTA_FIELDS, UserNotFound, set_quota
+    from api.service import user_quota as quota_of
+    from api.settings import Settings
+
+    changes = dict.fromkeys(QUOTA_FIELDS) if default else {}
+    changes.update({k: v for k, v in zip(QUOTA_FIELDS, (running_jobs, gpus, gpu_hours)) if v is not None})
+    with _store() as s:
+        try:
+            user = set_quota(s, name, changes)
+        except (UserNotFound, ValueError) as exc:
+            fail(exc)
+        quota = quota_of(user, Settings())
+        own = ", ".join(f"{k}={getattr(user, k)}" for k in QUOTA_FIELDS if getattr(user, k) is not None)
+    limit = "no limit"
+    console.print(f"{name}: {quota.running_jobs} jobs at once, {limit if quota.gpus is None else f'{quota.gpus:g}'} "
+                  f"GPUs at once, {limit if quota.gpu_hours is None else f'{quota.gpu_hours:g}'} GPU-hours per 30 days"
+                  f" ({'set for the user: ' + own if own else 'the service defaults'})", highlight=False)

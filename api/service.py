@@ -1,37 +1,50 @@
 """What the routes do, without HTTP: accept a grid, start, cancel and resume its Ray job,
 and reconcile the store with Ray (status, progress, result rows).
 
-The store is the service's memory, Ray is the truth about running jobs: a job's status is
-reconciled from its Ray job (every few seconds, and on every read of the job), so a service
-restarted while jobs run finds them as they are.
+The store owns every job: an accepted job waits ``queued`` until the queue (:func:`schedule`,
+api/queue.py) hands it to Ray; Ray is only where it runs. A running job's status is reconciled
+from its Ray job (every few seconds, and on every read of the job), so a service restarted while
+jobs run finds them as they are; a job whose driver Ray lost goes back to the queue and resumes
+from its checkpoints by itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from adf_service.features.manifest import FeatureStoreError, load_manifest
 from adf_service.modalities import MODALITIES
 from api.jobstore import JobNotFound, create_job, echoed, get_job, replace_trials, set_progress, set_status
-from api.models import Job, User
+from api.models import Job, TrialRow, User, utcnow
+from api.notify import refused_notify_url
+from api.queue import Candidate, Holding, Quota, plan_admissions, quota_for
 from api.runner import RayJobNotFound, RayJobs, RayUnavailable
 from api.settings import Settings
 from api.status import ACTIVE_STATUSES
+from api.usage import user_gpu_hours
 from trials.expand import ray_trial_counts
+from trials.pending import pending_notice
 from trials.results import STAGES, read_table
 from trials.spec import GridSpec
 from trials.storage import JobStorage, read_progress
 
 __all__ = [
-    "DatasetRefused", "accept_grid", "cancel_job", "import_results", "place_dataset", "place_transfer", "reconcile",
-    "reconcile_active", "resume_job", "server_spec",
+    "DatasetRefused", "NothingToDo", "accept_grid", "attempts", "cancel_job", "extend_job", "import_results",
+    "place_dataset", "place_transfer", "reconcile", "reconcile_active", "rerun_job", "resume_job", "schedule",
+    "server_spec", "user_quota",
 ]
+
+if TYPE_CHECKING:
+    from api.cluster import NodeResources
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +119,13 @@ def place_transfer(s: Session, owner: User, spec: GridSpec) -> GridSpec:
 
 def server_spec(spec: GridSpec, settings: Settings) -> GridSpec:
     """The spec as the service runs it: its dataset placed (:func:`place_dataset`), its storage, and
-    CPU trials allowed where the service's Ray is one machine (``settings.cpu_fallback``)."""
+    CPU trials allowed where the service's Ray is one machine (``settings.cpu_fallback``).
+
+    Raises DatasetRefused for a ``notify_url`` the service will not POST to (api/notify.py, SSRF)."""
+    if spec.notify_url is not None:
+        refused = refused_notify_url(spec.notify_url, allow_private=settings.notify_allow_private)
+        if refused is not None:
+            raise DatasetRefused("notify_url", refused)
     spec = place_dataset(spec, settings)
     if settings.cpu_fallback:
         spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"allow_cpu_fallback": True})})
@@ -117,32 +136,71 @@ def accept_grid(
     s: Session, ray: RayJobs, settings: Settings, *, owner: User, spec: GridSpec,
     request_hash: str, idempotency_key: str | None,
 ) -> tuple[Job, bool]:
-    """Store the job and start its Ray job; an idempotent repeat returns the first job.
+    """Store the job, queued; an idempotent repeat returns the first job. The queue
+    (:func:`schedule`) hands it to Ray when its turn comes, its quota allows and the cluster has room.
 
     ``spec`` is the grid as the service runs it (:func:`server_spec`).
     """
     job, created = create_job(
         s, owner=owner, name=spec.name, spec_json=spec.model_dump_json(), request_hash=request_hash,
         n_trials=sum(ray_trial_counts(spec).values()), storage_root=settings.storage_dir, idempotency_key=idempotency_key,
+        notify_url=spec.notify_url,
     )
     if created:
-        _start(s, ray, job, attempt=1, resume=False)
+        job.priority = spec.priority
+        job.queue_reason = "waiting for the queue"
+        s.commit()
     return job, created
 
 
-def _start(s: Session, ray: RayJobs, job: Job, *, attempt: int, resume: bool) -> None:
+def attempts(job: Job) -> list[dict[str, Any]]:
+    """The job's driver attempts, oldest first: ``{attempt, at, by, reason, started_at}`` each; the last
+    one's ``started_at`` is None while it waits in the queue."""
+    return json.loads(job.attempts_json or "[]")
+
+
+def _ask_attempt(job: Job, by: str, reason: str, mode: str = "resume") -> None:
+    """Record the job's next attempt, asked now; the queue starts it (:func:`_start`). ``mode``: how its
+    driver runs (api/runner.py RayJobs.submit): "resume", "rerun" (failed trials again), "extend"."""
+    done = [a for a in attempts(job) if a.get("started_at") is not None]  # an unstarted ask is replaced
+    # A job from before attempts were recorded numbers its next after its last Ray submission (<job>-<n>)
+    earlier = int(job.ray_job_id.rsplit("-", 1)[1]) if job.ray_job_id else 0
+    number = max([earlier, *(a["attempt"] for a in done)]) + 1
+    asked = {"attempt": number, "at": utcnow().isoformat(), "by": by, "reason": reason, "mode": mode,
+             "started_at": None}
+    job.attempts_json = json.dumps([*done, asked])
+
+
+def _start(s: Session, ray: RayJobs, job: Job) -> None:
+    """Hand the job to Ray: its asked attempt's driver, which resumes from the checkpoints unless it is the first."""
+    if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
+        _ask_attempt(job, "service", "admitted")
+    *done, attempt = attempts(job)
+    if job.ray_job_id:  # a driver that outlived its job's failure must not run beside the new one
+        try:
+            ray.stop(job.ray_job_id)
+        except Exception as exc:  # gone with its head, or already ended: nothing to stop
+            log.info("stopping Ray job %s before attempt %d: %s", job.ray_job_id, attempt["attempt"], exc)
+    attempt["started_at"] = utcnow().isoformat()
+    job.attempts_json = json.dumps([*done, attempt])
+    job.admitted_at, job.queue_reason, job.next_attempt_at = utcnow(), None, None
+    # The new driver also claims the job's lease (trials/storage.py): an old one that still runs
+    # somewhere stops writing as soon as it sees it.
     try:
-        submission = ray.submit(job.id, job.spec_json, attempt=attempt, resume=resume)
+        job.ray_job_id = ray.submit(job.id, job.spec_json, attempt=attempt["attempt"], resume=attempt["attempt"] > 1,
+                                    mode=attempt.get("mode"))
     except Exception as exc:  # the Jobs API refused or is down: the job is stored, and failed
+        s.commit()
         set_status(s, job, "failed", error=f"the Ray Jobs API did not take the job: {exc}")
         return
-    job.ray_job_id = submission
     s.commit()
 
 
 def cancel_job(s: Session, ray: RayJobs, job: Job) -> Job:
     """Stop the job's Ray job (its driver and, with it, its trials) and mark it cancelled."""
     set_status(s, job, "cancelled")  # raises InvalidTransition for a finished job
+    job.queue_reason = job.next_attempt_at = None
+    s.commit()
     if job.ray_job_id:
         try:
             ray.stop(job.ray_job_id)
@@ -151,18 +209,60 @@ def cancel_job(s: Session, ray: RayJobs, job: Job) -> Job:
     return job
 
 
-def resume_job(s: Session, ray: RayJobs, job: Job) -> Job:
-    """A failed or cancelled job goes on from its checkpoints in a new Ray job."""
+def resume_job(s: Session, ray: RayJobs, job: Job, *, by: str = "user") -> Job:
+    """A failed or cancelled job goes back to the queue, to go on from its checkpoints in a new Ray job."""
     set_status(s, job, "queued")  # raises InvalidTransition unless failed/cancelled
-    attempt = int(job.ray_job_id.rsplit("-", 1)[1]) + 1 if job.ray_job_id else 1
-    if job.ray_job_id:  # a driver that outlived its job's failure must not run beside the new one
-        try:
-            ray.stop(job.ray_job_id)
-        except Exception as exc:  # gone with its head, or already ended: nothing to stop
-            log.info("stopping Ray job %s before attempt %d: %s", job.ray_job_id, attempt, exc)
-    # The new driver also claims the job's lease (trials/storage.py): an old one that still
-    # runs somewhere stops writing as soon as it sees it.
-    _start(s, ray, job, attempt=attempt, resume=True)
+    job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
+    job.queue_reason = "waiting for the queue"
+    _ask_attempt(job, by, "resumed by hand")
+    s.commit()
+    return job
+
+
+class NothingToDo(ValueError):
+    """A rerun of a job none of whose trials failed, or an extension of a job that has not succeeded (a 409)."""
+
+
+def rerun_job(s: Session, job: Job, *, by: str) -> Job:
+    """Back to the queue, to run the job's failed and unfinished trials again from scratch, keeping the rest.
+
+    Raises NothingToDo for a running or queued job, and for a succeeded job without a failed row.
+    """
+    if job.status in ACTIVE_STATUSES:
+        raise NothingToDo(f"job {job.id} is {job.status}: a rerun takes a job that has ended")
+    failed = s.scalar(select(func.count()).select_from(TrialRow).where(
+        TrialRow.job_id == job.id, TrialRow.status == "failed")) or 0
+    if job.status == "succeeded" and not failed:
+        raise NothingToDo(f"job {job.id} succeeded with no failed trial: nothing to rerun")
+    set_status(s, job, "queued")
+    job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
+    job.queue_reason = "waiting for the queue"
+    what = f"{failed} failed trial{'s' * (failed != 1)}" if failed else "its unfinished trials"
+    _ask_attempt(job, by, f"rerun of {what}", mode="rerun")
+    s.commit()
+    return job
+
+
+def extend_job(s: Session, job: Job, *, repeats: int, by: str, max_trials: int) -> Job:
+    """Back to the queue with ``repeats`` more repeats (new seeds) of each searched setting; what exists stays.
+
+    Raises NothingToDo unless the job succeeded, and ValueError when the grid would exceed ``max_trials``.
+    """
+    if job.status != "succeeded":
+        raise NothingToDo(f"job {job.id} is {job.status}: more repeats extend a succeeded job")
+    spec = GridSpec.model_validate_json(job.spec_json)
+    grown = spec.model_copy(update={"repeats": spec.repeats + repeats})
+    n_trials = sum(ray_trial_counts(grown).values())
+    if n_trials > min(max_trials, grown.max_trials):
+        raise ValueError(f"repeats: {grown.repeats} repeats make {n_trials:,} trials, more than the "
+                         f"limit of {min(max_trials, grown.max_trials):,}")
+    set_status(s, job, "queued")
+    job.spec_json, job.n_trials = grown.model_dump_json(), n_trials
+    job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
+    job.queue_reason = "waiting for the queue"
+    _ask_attempt(job, by, f"{repeats} more repeat{'s' * (repeats != 1)} (repeats {spec.repeats} → {grown.repeats})",
+                 mode="extend")
+    s.commit()
     return job
 
 
@@ -176,36 +276,153 @@ def import_results(s: Session, job: Job) -> int:
     return replace_trials(s, job, rows)
 
 
-def reconcile(s: Session, ray: RayJobs, job: Job) -> Job:
-    """Bring one queued/running job up to date with its Ray job and its progress file."""
-    if job.status not in ACTIVE_STATUSES or not job.ray_job_id:
+def reconcile(s: Session, ray: RayJobs, job: Job, settings: Settings | None = None) -> Job:
+    """Bring one admitted job up to date with its Ray job and its progress file.
+
+    A job whose driver Ray lost (:attr:`RayJobState.lost`, or a cluster that answers without
+    the job) goes back to the queue to resume by itself, ``settings.auto_resume_attempts`` times
+    with a doubling backoff, before it is failed.
+    """
+    if job.status not in ACTIVE_STATUSES or not job.ray_job_id or job.admitted_at is None:
         return job
-    progress = read_progress(JobStorage.at(job.storage_dir))
+    settings = settings or Settings()
+    storage = JobStorage.at(job.storage_dir)
+    progress = read_progress(storage)
     if progress is not None:
-        set_progress(s, job, progress)
+        set_progress(s, job, progress, stale_after_s=settings.stale_trial_seconds, notice=pending_notice(storage))
     try:
-        status, message = ray.status(job.ray_job_id)
+        state = ray.state(job.ray_job_id)
     except RayUnavailable:  # a head lost or restarting: the job keeps its status (docs/rest.md)
         return job
     except RayJobNotFound as exc:  # the cluster answers without the job (e.g. a new cluster)
-        set_status(s, job, "failed", error=str(exc))
-        return job
+        return _lost(s, job, str(exc), settings)
+    if state.lost:
+        return _lost(s, job, state.message or "Ray lost the job's driver", settings)
+    status, message = state.status, state.message
     if status == job.status:
         return job
     if status == "succeeded":
         import_results(s, job)
     if status != "queued":
-        if job.status == "queued" and status == "succeeded":
+        if job.status == "queued" and status != "cancelled":
             set_status(s, job, "running")
-        set_status(s, job, status, error=message)
+        if status != "running":
+            set_status(s, job, status, error=message)
     return job
 
 
-def reconcile_active(s: Session, ray: RayJobs) -> int:
+def _lost(s: Session, job: Job, why: str, settings: Settings) -> Job:
+    """Ray lost the job's driver: queue an automatic resume after a backoff, or fail the job when
+    the automatic resumes are spent."""
+    if job.auto_resumes >= settings.auto_resume_attempts:
+        tries = f"after {job.auto_resumes} automatic resume{'s' * (job.auto_resumes != 1)}"
+        return set_status(s, job, "failed", error=f"Ray lost the job's driver {tries}: {why}; "
+                          "`adf-service resume` tries again")
+    job.auto_resumes += 1
+    delay = settings.auto_resume_backoff_seconds * 2 ** (job.auto_resumes - 1)
+    if job.status == "running":  # else admitted, and lost before Ray started it: still queued
+        set_status(s, job, "queued")
+    job.error, job.admitted_at = None, None
+    _ask_attempt(job, "service", f"Ray lost the job's driver: {why[:300]}")
+    job.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    job.queue_reason = (f"Ray lost the job's driver ({why[:300]}): resumes automatically "
+                        f"({job.auto_resumes} of {settings.auto_resume_attempts}) after {delay:g} s")
+    s.commit()
+    log.warning("job %s: %s", job.id, job.queue_reason)
+    return job
+
+
+def _candidate(job: Job, cpu_only: bool) -> Candidate:
+    spec = GridSpec.model_validate_json(job.spec_json)
+    return Candidate(
+        job_id=job.id, user=job.owner.name, priority=job.priority, created_at=job.created_at,
+        gpus_per_trial=0.0 if cpu_only else spec.resources.gpus_per_trial,
+        cpus_per_trial=spec.resources.cpus_per_trial, n_trials=job.n_trials,
+        max_concurrent=spec.max_concurrent_trials, not_before=job.next_attempt_at,
+    )
+
+
+def user_quota(user: User, settings: Settings) -> Quota:
+    """The user's quota: the service's settings, with what an admin set for this user."""
+    default = Quota(settings.max_running_jobs_per_user, settings.max_gpus_per_user, settings.max_gpu_hours_per_user)
+    return quota_for(default, user.max_running_jobs, user.max_gpus, user.max_gpu_hours)
+
+
+def schedule(s: Session, ray: RayJobs, settings: Settings, nodes: list[NodeResources] | None) -> int:
+    """One round of the queue: admit what :func:`plan_admissions` allows, note why the rest waits.
+
+    ``nodes``: the cluster's nodes now; None when they could not be read: then jobs are admitted on
+    their order and quotas alone if the Jobs API answers, and none if it does not. Returns the
+    number of jobs handed to Ray.
+    """
+    waiting = s.scalars(select(Job).where(Job.status == "queued", Job.admitted_at.is_(None))).all()
+    if not waiting:
+        return 0
+    if nodes is None and not ray.reachable():
+        _note(s, waiting, {job.id: "waiting: the Ray cluster does not answer" for job in waiting})
+        return 0
+    live = [n for n in nodes or [] if n.alive]
+    cpu_only = settings.cpu_fallback and not any(n.total.get("GPU", 0) for n in live)
+    holders = s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None))).all()
+    users = {job.owner.name: job.owner for job in [*waiting, *holders]}
+    since = utcnow() - timedelta(days=30)
+    answers = plan_admissions(
+        [_candidate(job, cpu_only) for job in waiting],
+        [Holding(job.owner.name, job.gpus) for job in holders],
+        {name: user_quota(user, settings) for name, user in users.items()},
+        {name: user_gpu_hours(s, user, since) for name, user in users.items()},
+        # a node that has not reported its usage yet (available empty): taken as wholly free
+        [n.available or n.total for n in live] if settings.admit_on_free_resources and nodes is not None else None,
+        now=utcnow(), total_gpus=sum(n.total.get("GPU", 0.0) for n in live) if nodes is not None else None,
+    )
+    by_id = {job.id: job for job in waiting}
+    admitted = 0
+    for answer in answers:
+        job = by_id[answer.job_id]
+        if not answer.admit:
+            continue
+        if not _claim(s, job):
+            continue  # another round (a submit's, the loop's, another server's) took it first
+        job.gpus = answer.gpus
+        _cap_concurrency(job, answer.max_concurrent)
+        _start(s, ray, job)
+        admitted += 1
+    _note(s, waiting, {a.job_id: a.reason for a in answers if not a.admit})
+    return admitted
+
+
+def _claim(s: Session, job: Job) -> bool:
+    """Take the queued job for this round, in one conditional UPDATE: of rounds running at once, one wins."""
+    taken = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued", Job.admitted_at.is_(None))
+                      .values(admitted_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+    s.commit()
+    s.refresh(job)
+    return taken == 1
+
+
+def _cap_concurrency(job: Job, max_concurrent: int | None) -> None:
+    """The driver keeps to the trials at once the queue granted (the user's GPU quota)."""
+    spec = json.loads(job.spec_json)
+    if max_concurrent is not None and spec.get("max_concurrent_trials") != max_concurrent:
+        spec["max_concurrent_trials"] = max_concurrent
+        job.spec_json = json.dumps(spec)
+
+
+def _note(s: Session, jobs: Iterable[Job], reasons: dict[str, str | None]) -> None:
+    changed = False
+    for job in jobs:
+        if job.id in reasons and job.queue_reason != reasons[job.id]:
+            job.queue_reason = reasons[job.id]
+            changed = True
+    if changed:
+        s.commit()
+
+
+def reconcile_active(s: Session, ray: RayJobs, settings: Settings | None = None) -> int:
     jobs = s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES))).all()
     for job in jobs:
         try:
-            reconcile(s, ray, job)
+            reconcile(s, ray, job, settings)
         except Exception:
             s.rollback()
             log.exception("reconciling job %s", job.id)

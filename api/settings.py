@@ -76,7 +76,33 @@ class Settings(BaseSettings):
         f"{MAX_CHARS:,} characters whatever this says."
     )
     max_running_jobs_per_user: int = Field(
-        4, ge=1, description="Queued plus running jobs a user may have at once."
+        4, ge=1, description="Quota: jobs of one user that run at once; more wait queued (an admin may set "
+        "another for a user: `adf-service user quota`)."
+    )
+    max_queued_jobs_per_user: int = Field(
+        50, ge=1, description="Queued plus running jobs a user may have at once; a submission beyond is refused (429)."
+    )
+    max_gpus_per_user: float | None = Field(
+        None, gt=0, description="Quota: GPUs one user's running jobs hold at once (a job's trials at once are capped "
+        "to fit); default: no limit."
+    )
+    max_gpu_hours_per_user: float | None = Field(
+        None, ge=0, description="Quota: GPU-hours one user may use in 30 days; over it, GPU jobs wait. Default: no limit."
+    )
+    admit_on_free_resources: bool = Field(
+        True, description="The queue admits a job when some node has free resources for one of its trials. Turn it off "
+        "on an autoscaling cluster, where pending trials are what brings nodes up: then only quotas and order hold jobs."
+    )
+    auto_resume_attempts: int = Field(
+        3, ge=0, le=100, description="Times the service resumes a job by itself when Ray loses its driver (a head "
+        "restarted, a node died) before it calls the job failed."
+    )
+    auto_resume_backoff_seconds: float = Field(
+        10.0, ge=0, le=3600, description="Wait before the first automatic resume; doubled for each next one."
+    )
+    stale_trial_seconds: float = Field(
+        1800.0, gt=0, description="A running trial without a result for this long is stale: its job's notice "
+        "names it (GET /v1/jobs/{id}, `adf-service status`)."
     )
     public_url: str | None = Field(
         None, description="External base URL of the service (https://adf.example.org): Location headers become "
@@ -89,6 +115,18 @@ class Settings(BaseSettings):
     driver_command: str | None = Field(
         None, description="How the Ray head runs adf-service for a job's driver (e.g. /opt/venv/bin/adf-service); "
         "default: the adf-service beside the service's Python if it exists, else adf-service on the head's PATH."
+    )
+    notify_max_attempts: int = Field(
+        8, ge=1, le=100, description="POSTs of a job's end to its grid's notify_url before the notification is "
+        "given up (`failed`); a 2xx answer ends them."
+    )
+    notify_backoff_seconds: float = Field(
+        5.0, gt=0, le=3600, description="Wait after a notification's first failed POST; doubled after each next "
+        "one, at most an hour."
+    )
+    notify_allow_private: bool = Field(
+        False, description="Let a grid's notify_url name a loopback, private or link-local address (a receiver "
+        "inside the service's own network, tests); off, such a URL is refused at submit (SSRF)."
     )
 
     @field_validator("data_dir")

@@ -42,7 +42,7 @@ def unrunnable_store(data_dir: Path) -> Path:
 
     store = data_dir / UNRUNNABLE_STORE
     if not store.exists():
-        generate_synthetic_store(store, n_train=2, n_test=2, n_classes=2, n_train_views=1)
+        generate_synthetic_store(store, n_train=5, n_test=2, n_classes=2, n_train_views=1)
         (store / FEATURES_FILE).unlink()
     return store
 

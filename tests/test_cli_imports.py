@@ -8,7 +8,8 @@ import sys
 import pytest
 
 HEAVY = ("torch", "ray", "sqlalchemy", "fastapi", "uvicorn", "av", "cv2", "alembic")
-CLI_MODULES = ("adf_service.cli", "trials.cli", "api.server_cli", "api.client_cli", "api.local", "api.cli")
+CLI_MODULES = ("adf_service.cli", "trials.cli", "api.server_cli", "api.client_cli", "api.usage_cli", "api.logs_cli",
+               "api.notify_cli", "api.local", "api.cli")
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -44,8 +45,9 @@ def test_the_entry_module_alone_assembles_every_command():
     group = typer.main.get_command(api.cli.app)
     assert group.list_commands(None) == [
         "space", "synth", "search", "evaluate", "baseline", "demo", "extract", "validate", "run", "report", "compare",
-        "run-job", "serve", "stop-ray", "submit", "list", "status", "cancel", "resume", "results", "best", "local-job",
-        "genotype", "token",
+        "run-job", "serve", "stop-ray", "submit", "list", "status", "usage", "logs", "cancel", "resume", "rerun",
+        "extend", "results",
+        "best", "notify-secret", "local-job", "genotype", "token", "user",
     ]
     assert group.get_command(None, "run-job").hidden
     assert group.get_command(None, "genotype").list_commands(None) == ["show"]

@@ -1,7 +1,8 @@
 """Per-epoch results: every trial's epochs from Ray Tune's ``result.json`` files, as one table.
 
 Each trial reports one result per epoch (trials/trainable.py), which Tune appends to
-``<job>/<trial key>/result.json`` (``<job>/bohb/<trial>/result.json`` for BOHB's). A trial
+``<job>/<trial key>/result.json`` (``<job>/bohb/<trial>/result.json`` for BOHB's, ``<job>/extend-<n>/<trial
+key>/result.json`` for an extension's: trials/extend.py). A trial
 restored from a checkpoint reports the epochs after it again: the last report of an epoch wins.
 A search trial's evaluation epochs are rows of stage ``evaluation``. The job writes the table to
 ``results/epochs.parquet`` at its end (docs/results.md, "Per-epoch results"); a running or older
@@ -18,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from trials.extend import experiment_dirs
 from trials.storage import JobStorage
 
 __all__ = ["EPOCHS_TABLE", "EPOCH_SCHEMA", "epoch_rows", "read_epochs", "write_epochs"]
@@ -47,12 +49,11 @@ EPOCH_SCHEMA = pa.schema(
 
 
 def _result_files(storage: JobStorage) -> list[str]:
-    """``result.json`` of every trial directory of the job (BOHB's under ``bohb/``)."""
+    """``result.json`` of every trial directory of the job (BOHB's under ``bohb/``, extensions' under
+    ``extend-<n>/``)."""
     fs = storage.filesystem
     found = []
-    for parent in (storage.path, posixpath.join(storage.path, "bohb")):
-        if fs.get_file_info(parent).type != pafs.FileType.Directory:
-            continue
+    for parent in experiment_dirs(storage):
         for info in fs.get_file_info(pafs.FileSelector(parent, recursive=False)):
             candidate = posixpath.join(info.path, "result.json")
             if info.type == pafs.FileType.Directory and fs.get_file_info(candidate).type == pafs.FileType.File:

@@ -24,6 +24,7 @@ from adf_service.fusion import fusion_weights
 from adf_service.genotype import Genotype
 from adf_service.train.checkpoint import CheckpointError, load_checkpoint
 from trials.config import TrialConfig
+from trials.extend import experiment_dirs
 from trials.job_report import JobResults, read_job
 from trials.results import best_evaluation
 from trials.storage import JobStorage
@@ -41,9 +42,11 @@ class ExportError(ValueError):
 
 
 def _last_checkpoint(storage: JobStorage, trial_key: str) -> bytes:
-    trial_dir = posixpath.join(storage.path, trial_key)
     fs = storage.filesystem
-    if fs.get_file_info(trial_dir).type != pafs.FileType.Directory:
+    # The job's own experiment's, or the newest extension's that ran the trial (trials/extend.py)
+    tried = (posixpath.join(parent, trial_key) for parent in reversed(experiment_dirs(storage)))
+    trial_dir = next((path for path in tried if fs.get_file_info(path).type == pafs.FileType.Directory), None)
+    if trial_dir is None:
         raise ExportError(f"{storage.uri}: no trial directory {trial_key}/ (where its checkpoints are)")
     numbered = [(int(m.group(1)), info.path) for info in fs.get_file_info(pafs.FileSelector(trial_dir))
                 if (m := _CHECKPOINT_DIR.search(info.base_name)) and info.type == pafs.FileType.Directory]

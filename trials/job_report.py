@@ -99,15 +99,18 @@ def build_report(job: JobResults) -> dict[str, bytes]:
     """Every file of the job's report by its relative path: report.md, report.html, the CSV tables,
     ``figures/<name>.png|svg``."""
     from trials.figures import figure_svg, job_figures, save_figure_bytes
+    from trials.usage import rows_summary
 
     sections = job_sections(job.rows, seed=job.seed, select=job.select)
     spec = f"spec `{job.spec_name}`" if job.spec_name else "no spec.json"
     when = f"results written {job.written_at:%Y-%m-%d %H:%M} UTC"
-    head = [f"# Report of job `{job.job}`", "", f"Job `{job.job}` ({spec}), {when}.", ""]
+    usage = rows_summary(job.rows)
+    spent = [f"This job: {usage}."] if usage else []  # its GPU-hours (trials/usage.py)
+    head = [f"# Report of job `{job.job}`", "", f"Job `{job.job}` ({spec}), {when}.", *spent, ""]
     figures = job_figures(job.rows, read_epochs(job.storage))
     files = {"report.md": "\n".join(head + [render_markdown(s) for s in sections]).encode()}
     graphics = [Graphic(f.name, f.title, f.caption, figure_svg(f.figure)) for f in figures]
-    meta = [f"Job {job.job} ({spec.replace('`', '')}), {when}.",
+    meta = [f"Job {job.job} ({spec.replace('`', '')}), {when}.", *spent,
             f"{len(job.rows)} result rows; every number from succeeded trials (the last table counts the rest)."]
     files[REPORT_HTML] = render_html(f"Report of job {job.job}", meta, sections, graphics,
                                      _diagrams(job.rows, job.select)).encode()

@@ -21,6 +21,7 @@ from rich.progress import Progress
 from adf_service.console import progress_bar
 from trials.config import TrialConfig
 from trials.storage import Fenced, JobStorage, check_lease, write_progress
+from trials.usage import UsageLedger
 
 __all__ = ["StageProgress", "trial_stage"]
 
@@ -39,15 +40,17 @@ class StageProgress(tune.Callback):
         totals: trials expected per stage (BOHB's are created as it samples them).
         storage: the job's storage, where ``progress.json`` goes; None writes nothing.
         enabled: show bars on the terminal.
+        usage: the job's UsageLedger (trials/usage.py): its totals and running trials go into progress.json.
     """
 
     def __init__(self, totals: dict[str, int], storage: JobStorage | None = None, enabled: bool = True,
-                 attempt: int | None = None):
+                 attempt: int | None = None, usage: UsageLedger | None = None):
         self.totals = {stage: n for stage, n in totals.items() if n}
         self.storage = storage
         self.enabled = enabled
         self.attempt = attempt  # the job's attempt this driver is: an older one stops writing (Fenced)
         self.fenced = False
+        self.usage = usage
         self.counts: dict[str, Counter] = {stage: Counter() for stage in self.totals}
         self.best: dict[str, float] = {}
         self.unlearned: dict[str, set[str]] = {}  # per stage: trials whose supernet did not learn
@@ -126,7 +129,8 @@ class StageProgress(tune.Callback):
                 "best_test_top1": self.best.get(stage),
                 "unlearned": len(self.unlearned.get(stage, ())),
             }
-        return {"stages": stages, "started_at": self.started, "updated_at": time.time()}
+        snap = {"stages": stages, "started_at": self.started, "updated_at": time.time()}
+        return snap | (self.usage.progress() if self.usage is not None else {})
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         seen: dict[str, Counter] = {}

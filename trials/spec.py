@@ -62,8 +62,10 @@ __all__ = [
     "TrainHyper",
     "TransferSpec",
     "load_grid",
+    "load_grid_with_lines",
     "parse_grid",
     "parse_grid_json",
+    "parse_grid_with_lines",
     "validate_grid",
 ]
 
@@ -377,12 +379,17 @@ class ResourceSpec(_Spec):
     # No live node has a GPU: run the trials on CPUs when true; else ask for the GPUs and wait
     # (an autoscaling cluster adds a GPU node for them). `run` on a Ray of its own sets it.
     allow_cpu_fallback: bool = False
+    # Trials no alive node can hold (trials/pending.py, reported after a minute): "wait" for the cluster
+    # to grow (a KubeRay GPU group at minReplicas 0 adds its node in minutes) up to pending_timeout_s,
+    # "fail" at once; either way the job then fails saying what a trial asks and what the nodes have.
+    when_unschedulable: Literal["wait", "fail"] = "wait"
+    pending_timeout_s: float = Field(1800.0, gt=0, le=86_400)  # a cloud GPU node: provisioning + image pull
 
     @model_validator(mode="after")
     def _whole_above_one(self) -> ResourceSpec:
         problems = [
             ((name,), f"{value:g}: Ray takes fractions only below 1; above, whole numbers")
-            for name, value in self.model_dump(exclude={"allow_cpu_fallback"}).items()
+            for name, value in self.model_dump(include={"gpus_per_trial", "cpus_per_trial"}).items()
             if value > 1 and value != int(value)
         ]
         if problems:
@@ -490,8 +497,14 @@ def parse_grid(text: str, source: str = "<grid>") -> GridSpec:
 
     Raises GridSpecError with one ``<source> line <n>: <key path>: <problem>`` per problem.
     """
+    return parse_grid_with_lines(text, source)[0]
+
+
+def parse_grid_with_lines(text: str, source: str = "<grid>") -> tuple[GridSpec, dict[Loc, int]]:
+    """:func:`parse_grid`, and the line of every key path in ``text`` (for the checks before launch,
+    :func:`trials.checks.launch_problems`, whose problems name lines too)."""
     data, lines = compose(text, source, error=GridSpecError)
-    return _validate(data, source, lines)
+    return _validate(data, source, lines), lines
 
 
 def parse_grid_json(text: str, source: str = "<json>") -> GridSpec:
@@ -505,11 +518,16 @@ def parse_grid_json(text: str, source: str = "<json>") -> GridSpec:
 
 def load_grid(path: str | Path) -> GridSpec:
     """Read and validate a grid.yaml file (see :func:`parse_grid`)."""
+    return load_grid_with_lines(path)[0]
+
+
+def load_grid_with_lines(path: str | Path) -> tuple[GridSpec, dict[Loc, int]]:
+    """:func:`load_grid`, and the line of every key path in the file (:func:`parse_grid_with_lines`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GridSpecError(str(path), [DocumentProblem("", f"cannot read the grid: {exc}")]) from None
-    return parse_grid(text, str(path))
+    return parse_grid_with_lines(text, str(path))
 
 
 def validate_grid(data: Any, source: str = "<json>") -> GridSpec:

@@ -3,6 +3,8 @@ run through typer's CliRunner; one job, submitted with --wait, serves every read
 
 import json
 import re
+import subprocess
+import time
 import uuid
 
 import httpx
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.client import DEFAULT_SERVER, ClientConfigError, ServiceClient, resolve_connection
+from api.testing import ADF
 from tests.api.live import free_port, tiny_grid
 
 pytestmark = pytest.mark.timeout(300)  # a job that never ends fails here, not at the suite's 600 s
@@ -247,3 +250,36 @@ def test_ctrl_c_while_waiting_stops_waiting_only_and_the_job_can_be_cancelled(st
     assert json.loads(adf("status", job, "--json", *as_alice).stdout)["status"] in ("queued", "running")
     cancelled = adf("cancel", job, *as_alice)
     assert cancelled.exit_code == 0 and f"job {job}: cancelled" in cancelled.stdout
+
+
+def test_a_job_over_the_users_quota_shows_why_it_waits_and_goes_once_the_quota_allows(live, store, tmp_path):
+    """The queue end to end: `user quota` on the server's store, two submissions, `status` of the waiting one."""
+    def quota(*args: str) -> str:
+        done = subprocess.run([ADF, "user", "quota", "carol", *args], env=live.env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    carol = ["--server", live.url, "--token", live.token("carol")]
+    assert "carol: 1 jobs at once" in quota("--running-jobs", "1")
+    grid = tmp_path / "grid.yaml"
+    ids = []
+    for name in ("first", "second"):
+        grid.write_text(tiny_grid(store, name=name, epochs=200))
+        submitted = adf("submit", grid, *carol)
+        assert submitted.exit_code == 0, submitted.output
+        ids.append(re.search(r"/v1/jobs/(j[0-9a-f]+)", submitted.stdout).group(1))
+    try:
+        waiting = adf("status", ids[1], *carol)
+        assert waiting.exit_code == 0, waiting.output
+        assert re.search(r"waiting\s+over quota: user 'carol' runs 1 of 1 jobs at once", waiting.stdout), waiting.stdout
+        assert json.loads(adf("status", ids[1], "--json", *carol).stdout)["ray_job_id"] is None
+        assert "the service defaults" in quota("--default")
+        assert adf("cancel", ids[0], *carol).exit_code == 0  # its trials free the 2 CPUs of the test's cluster
+        with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {carol[-1]}"}) as client:
+            deadline = time.time() + 30
+            while client.get(f"/v1/jobs/{ids[1]}").json()["ray_job_id"] is None:  # the next round admits it
+                assert time.time() < deadline, "the second job stayed queued"
+                time.sleep(0.5)
+    finally:
+        for job in ids:
+            adf("cancel", job, *carol)

@@ -182,13 +182,14 @@ def test_concurrent_creates_with_one_key_make_one_job(sessions, alice):
 
 # --- status ------------------------------------------------------------------------------------
 
-# The life cycle, as the service promises it (failed/cancelled → queued is a resume).
+# The life cycle, as the service promises it (failed/cancelled → queued is a resume, running → queued
+# the service's automatic resume when Ray lost the driver, succeeded → queued a rerun or an extension).
 EXPECTED = {
     "queued": {"running", "cancelled", "failed"},
-    "running": {"succeeded", "failed", "cancelled"},
+    "running": {"succeeded", "failed", "cancelled", "queued"},
     "failed": {"queued"},
     "cancelled": {"queued"},
-    "succeeded": set(),
+    "succeeded": {"queued"},
 }
 PATH_TO = {
     "queued": [],

@@ -126,7 +126,7 @@ def test_healthz_answers_while_a_grid_is_being_read_and_a_slow_read_is_refused(d
         time.sleep(3)
         raise AssertionError("the parse budget should have ended the request first")
 
-    monkeypatch.setattr(jobs, "parse_grid", slow_parse)
+    monkeypatch.setattr(jobs, "parse_grid_with_lines", slow_parse)
     settings = settings_at(data_dir, parse_seconds=1.5)
     app = create_app(settings, reconcile_every=3600)
 

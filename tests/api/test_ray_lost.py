@@ -3,7 +3,8 @@
 A real head (``ray start --head``, as ``adf-service serve`` starts it) runs a job's driver; the
 head is then stopped, and reconciling the job finds nothing to answer: a refused connection,
 and a connection dropped without an answer (a server that closes what it accepts), are
-"no answer", never "the job failed". A Jobs API that answers without the job fails it.
+"no answer", never "the job failed". A Jobs API that answers without the job has lost it: the
+job goes back to the queue to resume by itself, and fails once its automatic resumes are spent.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from api.auth import create_user
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.jobstore import create_job, set_status
 from api.localray import start_local_ray, stop_local_ray
+from api.models import utcnow
 from api.ports import free_port
 from api.runner import RayJobs, RayUnavailable
 from api.service import reconcile
+from api.settings import Settings
 
 pytestmark = pytest.mark.ray
 
@@ -84,6 +87,7 @@ def running_job(session: Session, ray: RayJobs, tmp_path: Path):
     job, _ = create_job(session, owner=owner, name="long", spec_json="{}", request_hash="h", n_trials=1,
                         storage_root=str(tmp_path / "runs"))
     job.ray_job_id = ray.submit(job.id, "{}", attempt=1, resume=False)
+    job.admitted_at = utcnow()
     session.commit()
     set_status(session, job, "running")
     return job
@@ -108,11 +112,16 @@ def test_a_job_keeps_its_status_while_its_ray_head_is_gone(head, session, tmp_pa
     assert reconcile(session, ray, job).status == "running" and job.error is None
 
 
-def test_a_jobs_api_that_answers_without_the_job_fails_it(head, session, tmp_path):
+def test_a_jobs_api_that_answers_without_the_job_resumes_it_and_fails_it_once_resumes_are_spent(
+        head, session, tmp_path):
     url, _ = head
     ray = RayJobs(url, command="sleep 60; true")
     job = running_job(session, ray, tmp_path)
     job.ray_job_id = f"{job.id}-9"  # no such submission on this cluster
     session.commit()
-    assert reconcile(session, ray, job).status == "failed"
-    assert f"Ray has no job {job.id}-9" in job.error
+    assert reconcile(session, ray, job, Settings(auto_resume_attempts=1)).status == "queued"
+    assert f"Ray has no job {job.id}-9" in job.queue_reason and job.admitted_at is None
+    job.admitted_at = utcnow()  # as the queue would start it again, on a cluster that loses it again
+    session.commit()
+    assert reconcile(session, ray, job, Settings(auto_resume_attempts=1)).status == "failed"
+    assert f"Ray has no job {job.id}-9" in job.error and "after 1 automatic resume:" in job.error

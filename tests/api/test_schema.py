@@ -108,7 +108,7 @@ def service(ray_dashboard, tmp_path_factory) -> Iterator[dict]:
     """The app over a store holding alice, her token, a finished job with result rows and a failed job."""
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("schema"), ray_address=ray_dashboard, auth="tokens",
-        max_grid_trials=8, max_running_jobs_per_user=2, max_upload_bytes=20_000,
+        max_grid_trials=8, max_queued_jobs_per_user=2, max_upload_bytes=20_000,
     )
     unrunnable_store(settings.data_dir)
     engine = make_engine(settings.db_url)
@@ -127,7 +127,7 @@ def service(ray_dashboard, tmp_path_factory) -> Iterator[dict]:
         replace_trials(s, finished, result_rows(jobs["finished"]))
         seed_job_files(finished.storage_dir, result_rows(jobs["finished"]))
     engine.dispose()
-    # Left idle, the reconciler keeps accepted jobs queued, so max_running_jobs_per_user
+    # Left idle, the reconciler keeps accepted jobs queued, so max_queued_jobs_per_user
     # caps the Ray jobs this run starts.
     yield {"app": create_app(settings, reconcile_every=3600), "token": token, "jobs": jobs}
     asgi.shutdown_lifespans()  # the app's lifespan, started by its first request
@@ -148,6 +148,8 @@ schema = schemathesis.openapi.from_dict(
 def flatmap_path_parameters(context, path_parameters):
     # A generated job id is unknown (404): steer three in four to the seeded jobs, and half the
     # trial ids to the one with a genotype.
+    if isinstance(path_parameters, dict) and "name" in path_parameters:  # a user: steer half to the token's
+        return st.sampled_from([path_parameters, path_parameters | {"name": "alice"}])
     if not isinstance(path_parameters, dict) or "job_id" not in path_parameters:
         return st.just(path_parameters)
     job_ids = st.sampled_from([*SEEDED, "seeded-finished", path_parameters["job_id"]])
@@ -198,8 +200,9 @@ def statuses() -> Iterator[dict[str, set[int]]]:
     if set(seen) != operations:
         return  # a partial run (-k, a failure before the end): nothing to check
     reached = {op for op, codes in seen.items() if any(200 <= c < 300 for c in codes)}
-    assert set(seen) - reached == {"POST /v1/jobs/{job_id}/cancel"}  # every seeded job has ended
-    assert 409 in seen["POST /v1/jobs/{job_id}/cancel"]
+    # every seeded job has ended; alice is no admin, and only an admin sets quotas
+    assert set(seen) - reached == {"POST /v1/jobs/{job_id}/cancel", "PUT /v1/users/{name}/quota"}
+    assert 409 in seen["POST /v1/jobs/{job_id}/cancel"] and 403 in seen["PUT /v1/users/{name}/quota"]
     assert 202 in seen["POST /v1/jobs"]  # a generated grid was accepted and submitted to Ray
 
 

@@ -54,6 +54,8 @@ def upgrade() -> None:
         for column in _JOB_COLUMNS:
             batch.add_column(column)
         batch.create_index("ix_jobs_queue", ["status", "priority"])
+    # A job that already has a Ray job went past the queue (before it existed, every job did at once)
+    op.execute("UPDATE jobs SET admitted_at = created_at WHERE ray_job_id IS NOT NULL")
     with op.batch_alter_table("trials") as batch:
         for name, kind in _TRIAL_COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
