@@ -52,6 +52,9 @@ class AttemptOut(BaseModel):
     at: datetime = Field(description="When it was asked for (submitted, resumed, or Ray lost the driver before).")
     by: str = Field(description="'service' (admitted, or resumed automatically) or the user who resumed it.")
     reason: str
+    mode: str | None = Field(None, description=(
+        "'rerun' (the failed and unfinished trials again) or 'extend' (the trials more repeats add); null: the "
+        "first attempt starts the job, a later one resumes it from its checkpoints."))
     started_at: datetime | None = Field(None, description="When the queue handed it to Ray; null while it waits.")
 
 

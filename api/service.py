@@ -23,7 +23,16 @@ from sqlalchemy.orm import Session
 
 from adf_service.features.manifest import FeatureStoreError, load_manifest
 from adf_service.modalities import MODALITIES
-from api.jobstore import JobNotFound, create_job, echoed, get_job, replace_trials, set_progress, set_status
+from api.jobstore import (
+    InvalidTransition,
+    JobNotFound,
+    create_job,
+    echoed,
+    get_job,
+    replace_trials,
+    set_progress,
+    set_status,
+)
 from api.models import Job, TrialRow, User, utcnow
 from api.notify import refused_notify_url
 from api.queue import Candidate, Holding, Quota, plan_admissions, quota_for
@@ -159,15 +168,16 @@ def attempts(job: Job) -> list[dict[str, Any]]:
     return json.loads(job.attempts_json or "[]")
 
 
-def _ask_attempt(job: Job, by: str, reason: str, mode: str = "resume") -> None:
+def _ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> None:
     """Record the job's next attempt, asked now; the queue starts it (:func:`_start`). ``mode``: how its
-    driver runs (api/runner.py RayJobs.submit): "resume", "rerun" (failed trials again), "extend"."""
+    driver runs (api/runner.py RayJobs.submit): None (the first starts, a later one resumes), "rerun"
+    (the failed trials again), "extend" (the trials more repeats add)."""
     done = [a for a in attempts(job) if a.get("started_at") is not None]  # an unstarted ask is replaced
     # A job from before attempts were recorded numbers its next after its last Ray submission (<job>-<n>)
     earlier = int(job.ray_job_id.rsplit("-", 1)[1]) if job.ray_job_id else 0
     number = max([earlier, *(a["attempt"] for a in done)]) + 1
-    asked = {"attempt": number, "at": utcnow().isoformat(), "by": by, "reason": reason, "mode": mode,
-             "started_at": None}
+    asked = {"attempt": number, "at": utcnow().isoformat(), "by": by, "reason": reason,
+             **({"mode": mode} if mode else {}), "started_at": None}
     job.attempts_json = json.dumps([*done, asked])
 
 
@@ -210,8 +220,15 @@ def cancel_job(s: Session, ray: RayJobs, job: Job) -> Job:
 
 
 def resume_job(s: Session, ray: RayJobs, job: Job, *, by: str = "user") -> Job:
-    """A failed or cancelled job goes back to the queue, to go on from its checkpoints in a new Ray job."""
-    set_status(s, job, "queued")  # raises InvalidTransition unless failed/cancelled
+    """A failed or cancelled job goes back to the queue, to go on from its checkpoints in a new Ray job.
+
+    Raises InvalidTransition for any other (a succeeded job's failed trials: :func:`rerun_job`).
+    """
+    if job.status not in ("failed", "cancelled"):
+        raise InvalidTransition(f"job {job.id}: cannot resume a {job.status} job: resume takes a failed or "
+                                "cancelled one" + (" (rerun its failed trials: rerun)" if job.status == "succeeded"
+                                                   else ""))
+    set_status(s, job, "queued")
     job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
     job.queue_reason = "waiting for the queue"
     _ask_attempt(job, by, "resumed by hand")

@@ -269,6 +269,12 @@ def test_a_job_over_the_users_quota_shows_why_it_waits_and_goes_once_the_quota_a
         assert submitted.exit_code == 0, submitted.output
         ids.append(re.search(r"/v1/jobs/(j[0-9a-f]+)", submitted.stdout).group(1))
     try:
+        with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {carol[-1]}"}) as client:
+            deadline = time.time() + 30  # the first goes once the dashboard no longer counts earlier tests' trials
+            while client.get(f"/v1/jobs/{ids[0]}").json()["ray_job_id"] is None:
+                assert time.time() < deadline, "the first job stayed queued"
+                time.sleep(0.5)
+            time.sleep(2.5)  # a round of the queue after it (every 2 s) gives the second its reason
         waiting = adf("status", ids[1], *carol)
         assert waiting.exit_code == 0, waiting.output
         assert re.search(r"waiting\s+over quota: user 'carol' runs 1 of 1 jobs at once", waiting.stdout), waiting.stdout

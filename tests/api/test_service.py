@@ -209,7 +209,11 @@ def test_a_running_job_cancels_its_ray_job_and_its_trials_then_resumes_to_the_en
         time.sleep(0.5)
 
     resumed = alice.post(f"/v1/jobs/{job['id']}/resume")
-    assert resumed.status_code == 202 and resumed.json()["ray_job_id"] == f"{job['id']}-2"
+    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+    deadline = time.time() + 60  # the queue admits it once the dashboard reports the cancelled trials' CPUs free
+    while alice.get(f"/v1/jobs/{job['id']}").json()["ray_job_id"] != f"{job['id']}-2":
+        assert time.time() < deadline, "the resumed job was never admitted"
+        time.sleep(0.5)
     done = wait_for_status(alice, job["id"], {"succeeded", "failed"}, timeout=400)
     assert done["status"] == "succeeded", done
     rows = alice.get(f"/v1/jobs/{job['id']}/results").json()
