@@ -1,15 +1,18 @@
-"""The service owns its jobs (issue 15 item 3): a Ray head lost mid-job and replaced by a new one.
+"""The service owns its jobs (issue 15 items 3 and 5): Ray loses a job's driver, the service resumes it.
 
-A real head (``ray start --head``, by its pid) runs a job submitted over REST to a real server;
-once the job has finished a trial, the head is stopped by its pid and a new head started on the
-same port. Nobody touches the service: it must find that the new cluster does not know the job,
-resume it from its checkpoints by itself, and end it ``succeeded`` with every result row once.
+A real head (``ray start --head``, by its pid) runs a job submitted over REST to a real server.
+Once the job has finished a trial, either the head is stopped by its pid and a new head started
+on the same port, or, in the BOHB stage, the job's driver process is killed by its pid. Nobody
+touches the service: it must see that Ray lost the driver, resume the job from its checkpoints by
+itself, and end it ``succeeded`` with every result row once (BOHB with every sample: ray#39900).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -43,11 +46,28 @@ def head(tmp_path, monkeypatch) -> Iterator[tuple[int, Path]]:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def serve(head_url: str, tmp_path: Path, tmp_path_factory) -> LiveService:
+    roots = json.dumps([str(tmp_path_factory.getbasetemp())])
+    return LiveService(tmp_path / "service", head_url, env_extra={
+        "ADF_DATA_ROOTS": roots, "ADF_CPU_FALLBACK": "true", "ADF_AUTO_RESUME_BACKOFF_SECONDS": "1"}).start()
+
+
+def driver_pid(job_id: str, attempt: int) -> int:
+    """The pid of the job's driver process, `adf-service run-job <job> --attempt <n>` (started by Ray for us)."""
+    wanted = ["run-job", job_id, "--attempt", str(attempt)]
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and any(argv[i:i + 4] == wanted for i in range(len(argv))):
+            return int(proc.name)
+    raise LookupError(f"no driver of {job_id} attempt {attempt}")
+
+
 def test_a_job_goes_on_by_itself_when_its_ray_head_is_replaced(head, tmp_path, store, tmp_path_factory):
     port, head_dir = head
-    roots = json.dumps([str(tmp_path_factory.getbasetemp())])
-    service = LiveService(tmp_path / "service", f"http://127.0.0.1:{port}", env_extra={
-        "ADF_DATA_ROOTS": roots, "ADF_CPU_FALLBACK": "true", "ADF_AUTO_RESUME_BACKOFF_SECONDS": "1"}).start()
+    service = serve(f"http://127.0.0.1:{port}", tmp_path, tmp_path_factory)
     try:
         client = service.client(service.token("alice"))
         grid = tiny_grid(store, name="head-lost", discretizations="all, topk", epochs=60)
@@ -77,5 +97,33 @@ def test_a_job_goes_on_by_itself_when_its_ray_head_is_replaced(head, tmp_path, s
         once = Counter((r["stage"], r["trial_id"]) for r in rows)
         assert sorted(r["stage"] for r in rows) == ["baselines", "evaluation", "evaluation", "search", "search"]
         assert set(once.values()) == {1} and all(r["status"] == "succeeded" for r in rows)
+    finally:
+        service.stop()
+
+
+def test_a_driver_killed_in_the_bohb_stage_is_resumed_by_the_service_and_bohb_ends_with_every_sample(
+        head, tmp_path, store, tmp_path_factory):
+    port, _ = head
+    service = serve(f"http://127.0.0.1:{port}", tmp_path, tmp_path_factory)
+    try:
+        client = service.client(service.token("alice"))
+        job = client.post("/v1/jobs", content=tiny_grid(store, name="bohb-lost", bohb="true"), headers=YAML).json()
+        deadline = time.time() + 300
+        while True:  # a BOHB trial done and more to come: the driver goes
+            seen = client.get(f"/v1/jobs/{job['id']}").json()
+            bohb = seen["progress"].get("bohb", {})
+            if bohb.get("succeeded", 0) >= 1 and bohb.get("succeeded", 0) < bohb.get("total", 0):
+                break
+            assert seen["status"] in ("queued", "running") and time.time() < deadline, seen
+            time.sleep(0.3)
+        os.kill(driver_pid(job["id"], 1), signal.SIGKILL)
+
+        ended = wait_for_status(client, job["id"], {"succeeded", "failed", "cancelled"}, timeout=400)
+        assert ended["status"] == "succeeded", ended
+        assert [(a["attempt"], a["by"]) for a in ended["attempts"]] == [(1, "service"), (2, "service")]
+        rows = client.get(f"/v1/jobs/{job['id']}/results").json()
+        bohb_rows = [r for r in rows if r["stage"] == "bohb"]
+        assert len(bohb_rows) == 3 and all(r["status"] == "succeeded" for r in bohb_rows)  # samples: 3
+        assert set(Counter((r["stage"], r["trial_id"]) for r in rows).values()) == {1}
     finally:
         service.stop()
