@@ -102,6 +102,9 @@ class JobOut(BaseModel):
         "What needs a look, e.g. running trials without a result for longer than the service allows."))
     running_trials: list[RunningTrialOut] = Field(default_factory=list, description=(
         "A running job's running trials, the one without progress for longest first."))
+    notification: str | None = Field(None, description=(
+        "With a notify_url, the POST of the job's end: 'pending' (with retries left), 'sent' or 'failed'; "
+        "null without one or before the job ended."))
 
     @classmethod
     def of(cls, job: Job, dashboard: str | None) -> JobOut:
@@ -117,6 +120,7 @@ class JobOut(BaseModel):
             attempts=json.loads(job.attempts_json or "[]"),
             usage=JobUsageOut(**usage_hours(job), summary=(snapshot.get("usage") or {}).get("summary")),
             notice=job.notice, running_trials=running_trials(snapshot) if job.status == "running" else [],
+            notification=job.notify_status,
         )
 
 

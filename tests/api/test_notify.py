@@ -328,7 +328,10 @@ def test_a_job_that_fails_on_ray_notifies_its_url_retried_signed_and_the_secret_
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout.strip() == secret
 
-    job = carol.get(f"/v1/jobs/{job_id}")
+    deadline = time.time() + 10  # the service marks it sent right after the receiver's 2xx
+    while (job := carol.get(f"/v1/jobs/{job_id}")).json()["notification"] != "sent":
+        assert time.time() < deadline, job.json()
+        time.sleep(0.2)
     assert job.json()["status"] == "failed"
     elsewhere = {
         "the job": job.text, "the job list": carol.get("/v1/jobs").text,
