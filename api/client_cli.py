@@ -445,17 +445,16 @@ def _local_best(job: str, export: bool) -> tuple[dict[str, Any], dict[str, bytes
     """What ``/best`` answers and the export's files, for a job directory."""
     from trials.export import ExportError, best_export
     from trials.job_report import ReportError, read_job
-    from trials.results import best_evaluation, bohb_best
+    from trials.results import best_of_job
 
     try:
         results = read_job(job)
-        top = best_evaluation(results.rows)
-        if top is None:
+        found = best_of_job(results.job, results.rows)
+        if found is None:
             raise ExportError(f"{job}: no succeeded evaluation of a learned search")
         files = best_export(results) if export else {}
     except (ReportError, ExportError) as exc:
         fail(exc)
-    found = {"job": results.job, "trial": top, "genotype": json.loads(top["genotype"]), "bohb": bohb_best(results.rows)}
     return found, files
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "STAGES",
     "TRIAL_STATUSES",
     "best_evaluation",
+    "best_of_job",
     "bohb_best",
     "environment",
     "read_table",
@@ -147,6 +148,15 @@ def bohb_best(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     keys = (*BOHB_HYPERPARAMETERS, "epochs")
     return {"config": {k: evaluation.get(k) for k in keys}, "trial_id": top["trial_id"],
             "val_loss": top["val_loss"], "test_top1": top["test_top1"]}
+
+
+def best_of_job(job: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a job's ``best`` answers (REST ``/best``, ``adf-service best``): the best evaluation's row
+    (``trial``), its genotype as a dict and BOHB's best; None when no evaluation succeeded."""
+    top = best_evaluation(rows)
+    if top is None:
+        return None
+    return {"job": job, "trial": top, "genotype": json.loads(top["genotype"]), "bohb": bohb_best(rows)}
 
 
 def _job_storage(job: JobStorage | str | Path) -> JobStorage:

@@ -24,7 +24,7 @@ from api.jobstore import get_job, get_trial, list_trials
 from api.problems import Problem
 from api.schemas import BestOut, TrialOut, TrialPage
 from trials.epochs import EPOCH_SCHEMA, read_epochs
-from trials.results import RESULT_SCHEMA, STAGES, TRIAL_STATUSES, best_evaluation, bohb_best
+from trials.results import RESULT_SCHEMA, STAGES, TRIAL_STATUSES, best_of_job
 from trials.storage import JobStorage
 
 __all__ = ["router"]
@@ -202,9 +202,8 @@ async def best_export(job_id: str, viewer: CurrentViewer, services: ServicesDep)
 def best(job_id: str, user: CurrentUser, session: SessionDep) -> BestOut:
     """The best evaluated genotype (highest test top-1), its metrics, and BOHB's best configuration."""
     job = get_job(session, job_id, viewer=user)
-    rows = _all_rows(session, job, None)
-    top = best_evaluation(rows)
-    if top is None:
+    found = best_of_job(job.id, _all_rows(session, job, None))
+    if found is None:
         raise Problem(409, f"job {job.id} ({job.status}) has no succeeded evaluation yet")
-    trial = TrialOut.model_validate({k: v for k, v in top.items() if k in TrialOut.model_fields})
-    return BestOut(job=job.id, trial=trial, genotype=json.loads(top["genotype"]), bohb=bohb_best(rows))
+    trial = TrialOut.model_validate({k: v for k, v in found["trial"].items() if k in TrialOut.model_fields})
+    return BestOut(**(found | {"trial": trial}))
