@@ -173,6 +173,8 @@ def _ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> Non
     driver runs (api/runner.py RayJobs.submit): None (the first starts, a later one resumes), "rerun"
     (the failed trials again), "extend" (the trials more repeats add)."""
     done = [a for a in attempts(job) if a.get("started_at") is not None]  # an unstarted ask is replaced
+    if mode is None and done and done[-1].get("mode") == "extend" and job.status != "succeeded":
+        mode = "extend"  # resuming an extension that did not end: its driver must know it extends
     # A job from before attempts were recorded numbers its next after its last Ray submission (<job>-<n>)
     earlier = int(job.ray_job_id.rsplit("-", 1)[1]) if job.ray_job_id else 0
     number = max([earlier, *(a["attempt"] for a in done)]) + 1

@@ -35,15 +35,22 @@ def _stage_counts_table(counts: dict[str, int]) -> Table:
 
 def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) -> None:
     """Check a grid.yaml without running it; print how many trials each stage would make."""
+    from trials.checks import launch_problems
     from trials.expand import stage_counts
-    from trials.spec import GridSpecError, grid_warnings, load_grid, transfer_source_problem
+    from trials.spec import GridSpecError, grid_warnings, load_grid_with_lines, transfer_source_problem
 
     try:
-        spec = load_grid(grid)
+        spec, lines = load_grid_with_lines(grid)
     except GridSpecError as exc:
         fail(exc)
     if problem := transfer_source_problem(spec):
         fail(f"{grid}: {problem}")
+    here = Path(spec.dataset.store).exists() or spec.dataset.synthetic is not None
+    if problems := launch_problems(spec, lines=lines, store=here):  # the nodes: `run` and the service's
+        fail(GridSpecError(str(grid), problems))
+    if not here:
+        err_console.print(f"warning: dataset.store: no feature store at {spec.dataset.store} here: `run` and "
+                          "the service check its modalities and shapes", markup=False, highlight=False)
     console.print(f"{grid}: valid grid {spec.name!r}")
     console.print(_stage_counts_table(stage_counts(spec)))
     for warning in grid_warnings(spec):
@@ -101,19 +108,27 @@ def run(
              "recorded on this machine); default: a local Ray started for this run.")] = None,
     job_id: Annotated[Optional[str], typer.Option(help="Job name under the storage path.")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Resume the job with this id.")] = None,
+    rerun_failed: Annotated[bool, typer.Option(help="With --resume: run the job's failed trials again, from "
+                                               "scratch; its finished trials are kept.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Run every stage of a grid on Ray Tune and write the Parquet result tables."""
     import ray
 
+    from trials.checks import launch_problems, resource_problems
     from trials.dataset import ensure_dataset
+    from trials.pending import Unschedulable
     from trials.pipeline import ResourceError, run_grid
-    from trials.spec import GridSpecError, load_grid, transfer_source_problem
+    from trials.spec import GridSpecError, load_grid_with_lines, transfer_source_problem
 
     try:
-        spec = load_grid(grid)
+        if rerun_failed and resume is None:
+            raise ValueError("--rerun-failed: only with --resume JOB (it reruns that job's failed trials)")
+        spec, lines = load_grid_with_lines(grid)
         if problem := transfer_source_problem(spec):
             raise ValueError(f"{grid}: {problem}")
+        if problems := launch_problems(spec, lines=lines):
+            raise GridSpecError(str(grid), problems)
         init_address = ray_init_address(address)
         ensure_dataset(spec)
     except (GridSpecError, ValueError) as exc:
@@ -127,9 +142,13 @@ def run(
     try:
         if context.dashboard_url:
             err_console.print(f"Ray dashboard: http://{context.dashboard_url}")
+        if problems := resource_problems(spec.resources, [n["Resources"] for n in ray.nodes() if n["Alive"]],
+                                         lines=lines):
+            fail(GridSpecError(str(grid), problems))
         try:
-            outcome = run_grid(spec, job_id=resume or job_id, resume=resume is not None, show_progress=not quiet)
-        except (ResourceError, FileNotFoundError, FileExistsError, ValueError) as exc:
+            outcome = run_grid(spec, job_id=resume or job_id, resume=resume is not None, show_progress=not quiet,
+                               rerun_failed=rerun_failed)
+        except (ResourceError, Unschedulable, FileNotFoundError, FileExistsError, ValueError) as exc:
             fail(exc)
     finally:
         ray.shutdown()
@@ -174,6 +193,10 @@ def summary_table(summaries: list[dict]) -> Table:
 def run_job(
     job_id: Annotated[str, typer.Argument(help="The service's job id.")],
     resume: Annotated[bool, typer.Option(help="Resume the job from its storage.")] = False,
+    rerun_failed: Annotated[bool, typer.Option(
+        help="With --resume: rerun its failed trials from scratch.")] = False,
+    extend: Annotated[bool, typer.Option(help="Run the trials that the finished job's tables lack (the spec "
+                                         "has larger repeats) and merge their rows.")] = False,
     attempt: Annotated[Optional[int], typer.Option(help="Which of the job's drivers this is (1, 2, ...): "
                                                    "an older one stops when a newer one starts.")] = None,
 ) -> None:
@@ -184,6 +207,8 @@ def run_job(
     import ray
 
     from trials.dataset import ensure_dataset
+    from trials.extend import ExtendError
+    from trials.pending import Unschedulable
     from trials.pipeline import run_grid
     from trials.spec import GridSpecError, validate_grid
     from trials.storage import Fenced, JobStorage
@@ -196,12 +221,13 @@ def run_job(
         ensure_dataset(spec)
     except (GridSpecError, ValueError) as exc:
         fail(exc)
-    # A job whose driver died before Tune wrote its first state starts over.
+    # A job whose driver died before Tune wrote its first state starts over (a rerun then runs every trial).
     resume = resume and JobStorage.of(spec.storage, job_id).exists("tuner.pkl")
     ray.init(log_to_driver=False)  # inside a Ray job: the job's cluster
     try:
-        outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False, attempt=attempt)
-    except Fenced as exc:
+        outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False, attempt=attempt,
+                           rerun_failed=rerun_failed and resume, extend=extend)
+    except (Fenced, Unschedulable, ExtendError) as exc:  # no traceback: the message is the job's error
         fail(exc)
     finally:
         ray.shutdown()

@@ -24,7 +24,7 @@ from adf_service.fusion import fusion_weights
 from adf_service.genotype import Genotype
 from adf_service.train.checkpoint import CheckpointError, load_checkpoint
 from trials.config import TrialConfig
-from trials.extend import experiment_dirs
+from trials.extend import trial_dir
 from trials.job_report import JobResults, read_job
 from trials.results import best_evaluation
 from trials.storage import JobStorage
@@ -43,12 +43,10 @@ class ExportError(ValueError):
 
 def _last_checkpoint(storage: JobStorage, trial_key: str) -> bytes:
     fs = storage.filesystem
-    # The job's own experiment's, or the newest extension's that ran the trial (trials/extend.py)
-    tried = (posixpath.join(parent, trial_key) for parent in reversed(experiment_dirs(storage)))
-    trial_dir = next((path for path in tried if fs.get_file_info(path).type == pafs.FileType.Directory), None)
-    if trial_dir is None:
+    where = trial_dir(storage, trial_key)  # in the job's experiment or an extension's (trials/extend.py)
+    if where is None:
         raise ExportError(f"{storage.uri}: no trial directory {trial_key}/ (where its checkpoints are)")
-    numbered = [(int(m.group(1)), info.path) for info in fs.get_file_info(pafs.FileSelector(trial_dir))
+    numbered = [(int(m.group(1)), info.path) for info in fs.get_file_info(pafs.FileSelector(where))
                 if (m := _CHECKPOINT_DIR.search(info.base_name)) and info.type == pafs.FileType.Directory]
     if not numbered:
         raise ExportError(f"{storage.uri}/{trial_key}: no checkpoint_NNNNNN/ directory")

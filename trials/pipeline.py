@@ -5,7 +5,9 @@ architectures, control genotypes and transferred genotypes (another job's, on th
 as one Tune experiment, so every free slot takes the next trial whatever its stage, in the worker
 that ran the last one (``reuse_actors``; :class:`NewestPendingFirst` keeps every node busy). Every trial
 checkpoints each epoch; failed trials are retried from their last checkpoint (``FailureConfig``);
-a job whose driver died resumes with ``Tuner.restore`` (``adf-service run --resume JOB``).
+a job whose driver died resumes with ``Tuner.restore`` (``adf-service run --resume JOB``). A resume may
+rerun the failed trials from scratch (``rerun_failed``); a finished job may be extended with more repeats
+(``extend``: only the new trials run, in an experiment of their own, trials/extend.py).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ray
+from pyarrow.fs import FileType
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.experiment import Trial
@@ -39,19 +44,26 @@ from trials.expand import (
     stage_counts,
     transfer_trials,
 )
+from trials.extend import Extension, merge_rows, plan_extension, refuse_plain_resume
 from trials.job_report import write_report
+from trials.pending import PendingWatch
 from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
 from trials.spec import GridSpec
 from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
 from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
+from trials.usage import UsageLedger, read_usage
 
-__all__ = ["SUMMARY_FILE", "Fenced", "JobOutcome", "NewestPendingFirst", "ResourceError", "run_grid"]
+__all__ = [
+    "BOHB_BASE_FILE", "SUMMARY_FILE", "Fenced", "JobOutcome", "NewestPendingFirst", "ResourceError",
+    "run_grid",
+]
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
+BOHB_BASE_FILE = "bohb_base.json"  # the trial BOHB tunes (its genotype and setting), for a resume to keep
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -80,6 +92,8 @@ class _Run:
     resources: dict[str, float]  # per trial, as _trial_resources checked them
     resume: bool
     max_failures: int
+    rerun_failed: bool = False  # restored trials that failed start again from scratch (restart_errored)
+    experiment: str | None = None  # the main Tuner's experiment: None, the job directory; else an extension's
 
 
 def _say(message: str) -> None:
@@ -145,53 +159,89 @@ def run_grid(
     max_failures: int = 2,
     callbacks: list[tune.Callback] | None = None,
     attempt: int | None = None,
+    rerun_failed: bool = False,
+    extend: bool = False,
 ) -> JobOutcome:
     """Run (or resume) every trial of ``spec`` on the connected Ray cluster; write the tables.
 
     Call ``ray.init`` first (any address); results go to ``<spec.storage>/<job_id>/``.
     ``attempt`` (the service's count of this job's drivers) claims the job's lease: when a
     newer attempt claims it, this run stops writing and raises Fenced.
+
+    ``rerun_failed`` (with ``resume``): every trial that failed (Tune's ERROR, a ``failed`` row) runs
+    again from scratch (``Tuner.restore(restart_errored=True)``), in the main experiment and BOHB's; a
+    trial that never finished goes on from its checkpoint, a finished one keeps its row. A rerun trial
+    is the same trial: its key, and so its seed (:func:`trials.expand.trial_seed`), stay.
+
+    ``extend``: ``spec`` is the finished job's grid with larger repeats (trials/extend.py; any other
+    difference from its spec.json, or a job without tables, raises ExtendError, a ValueError). Only the
+    trials the job's tables lack run, in ``<job>/extend-<attempt or n>/``; the job's rows stay as they
+    are, the new ones join them, and spec.json takes the new grid. BOHB is not rerun. Both rewrite the
+    tables, summaries, epochs.parquet and the report (docs/results.md, "Rerun failed trials, extend").
     """
+    if rerun_failed and not resume:
+        raise ValueError("rerun_failed: only with resume (it reruns the failed trials of a stored job)")
     spec = _absolute_paths(spec)
     job_id = job_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = JobStorage.of(spec.storage, job_id)
     transfer = transfer_trials(spec)  # reads its source job: a missing genotype or modality fails here
     trials = [*baseline_trials(spec), *search_trials(spec), *random_trials(spec), *control_trials(spec), *transfer]
     resources = _trial_resources(spec)
-    if resume:
+    extension = (plan_extension(storage, spec, trials, attempt=attempt, can_restore=tune.Tuner.can_restore)
+                 if extend else None)
+    fresh = not resume and extension is None  # a new job; else one in the storage already
+    if resume and extension is None:
         if not tune.Tuner.can_restore(storage.uri):
             raise FileNotFoundError(f"{storage.uri}: no job to resume there")
-    else:
-        storage.create()
+        refuse_plain_resume(storage, spec)
+    if fresh:
+        storage.create(exist_ok=attempt is not None and attempt > 1)
     if attempt is not None:
         claim_lease(storage, attempt)
-    if not resume:
+    if fresh:
         storage.write_text("spec.json", spec.model_dump_json(indent=1))
         storage.write_text("environment.json", json.dumps(environment(), indent=1))
     # The "search" bar counts a search and its evaluation; transfer's count is known once its source is read.
     totals = {**ray_trial_counts(spec), "transfer": len(transfer)}
-    progress = StageProgress(totals, storage=storage, enabled=show_progress, attempt=attempt)
-    if resume:
+    if extension is not None:  # the bars count the extension's trials
+        totals = dict(Counter(t.stage for t in extension.trials))
+    usage = UsageLedger(storage, attempt=attempt)  # every trial attempt's GPU- and CPU-seconds: usage.json
+    watch = PendingWatch(storage, spec.resources)  # waiting trials: pending.json, then wait or fail
+    progress = StageProgress(totals, storage=storage, enabled=show_progress, attempt=attempt, usage=usage)
+    if resume and extension is None:
         progress.resume_from(read_progress(storage))
-    run = _Run(spec, storage, resources, resume, max_failures)
+    if resume or extension is not None:  # the job's attempts so far stay in its usage.json
+        usage.resume_from(read_usage(storage))
+    run = _Run(spec, storage, resources, resume, max_failures, rerun_failed)
+
+    grid_callbacks = [progress, usage, watch, *(callbacks or [])]
 
     try:
         with progress:
-            grid = _main_tuner(run, trials, [progress, *(callbacks or [])]).fit()
             backbone = _backbone_params(spec.dataset.store)
-            rows = _collect(job_id, grid, trials, backbone)
-            if spec.bohb.enabled:
-                progress.for_tuner("bohb")
-                rows += _run_bohb(run, rows, backbone, progress)
+            if extension is not None:
+                ran = _run_extension(run, extension, trials, backbone, grid_callbacks)
+                usage.fill(ran)  # the job's rows keep theirs, as the tables hold them
+                rows = merge_rows(extension.rows, ran)
+            else:
+                grid = _main_tuner(run, trials, grid_callbacks).fit()
+                rows = _collect(job_id, grid, trials, backbone)
+                if spec.bohb.enabled:
+                    progress.for_tuner("bohb")
+                    rows += _run_bohb(run, rows, backbone, [progress, usage, watch])
+                usage.fill(rows)
+                ran = rows
             check_lease(storage, attempt)
+            if extension is not None:  # the job's grid is the extended one from now on
+                storage.write_text("spec.json", spec.model_dump_json(indent=1))
             tables = write_tables(storage, rows)
             summaries = setting_summaries(rows, seed=spec.seed)
             storage.write_text(SUMMARY_FILE, json.dumps(summaries, indent=1))
             write_epochs(storage)  # results/epochs.parquet: every trial-epoch, for exports and curves
             _write_job_report(storage)
-            progress.settle(rows)
+            progress.settle(ran)  # an extension's counts are its own trials
     except Exception as exc:
-        if progress.fenced or isinstance(exc, Fenced):  # Tune wraps what a callback raised
+        if progress.fenced or usage.fenced or isinstance(exc, Fenced):  # Tune wraps what a callback raised
             check_lease(storage, attempt)
         raise
     counts: dict[str, dict[str, int]] = {}
@@ -199,6 +249,14 @@ def run_grid(
         bucket = counts.setdefault(row["stage"], {"succeeded": 0, "failed": 0})
         bucket[row["status"]] += 1
     return JobOutcome(job_id, storage.uri, storage.local_dir, tables, counts, summaries)
+
+
+def _run_extension(run: _Run, extension: Extension, trials: list[TrialConfig], backbone: int | None,
+                   callbacks: list[tune.Callback]) -> list[dict[str, Any]]:
+    """The rows of an extension's trials, run in the extension's own experiment (or its restored one)."""
+    run = replace(run, resume=extension.restore, experiment=extension.experiment)
+    grid = _main_tuner(run, extension.trials, callbacks).fit()
+    return _collect(run.storage.job_id, grid, trials, backbone)
 
 
 def _absolute_paths(spec: GridSpec) -> GridSpec:
@@ -276,25 +334,54 @@ def _main_tuner(
     with a trainable that sleeps, with actor reuse and without.
     """
     trainable = tune.with_resources(trainable, run.resources)
+    storage = run.storage
+    # The job's own experiment is the job directory; an extension's is a directory in it.
+    name, parent = (run.experiment, storage.uri) if run.experiment else (storage.job_id, storage.root_uri)
     if run.resume:
-        return _restored(run.storage.uri, trainable, callbacks)
+        uri = storage.child_uri(run.experiment) if run.experiment else storage.uri
+        return _restored(uri, trainable, callbacks, restart_errored=run.rerun_failed)
     return tune.Tuner(
         trainable,
         # Tune keeps and hands back plain dicts: the records go in as their JSON-able form.
         param_space={TUNE_KEY: tune.grid_search([t.to_dict() for t in trials])},
         tune_config=_grid_tune_config(run.spec.max_concurrent_trials, reuse_actors=reuse_actors),
-        run_config=_run_config(run.storage.job_id, run.storage.root_uri, callbacks, run.max_failures),
+        run_config=_run_config(name, parent, callbacks, run.max_failures),
     )
 
 
-def _restored(uri: str, trainable: Any, callbacks: list[tune.Callback]) -> tune.Tuner:
+def _restored(
+    uri: str, trainable: Any, callbacks: list[tune.Callback], *, restart_errored: bool = False
+) -> tune.Tuner:
     """``Tuner.restore`` with this driver's callbacks. Restore brings back the run config the
     first driver pickled, callbacks included: left so, the dead driver's progress callback
     (its attempt, its counts) would count the resumed trials while this driver's saw none.
-    Ray has no public way to set them (ray-project/ray#41364 names this one)."""
-    tuner = tune.Tuner.restore(uri, trainable, resume_errored=True)
+    Ray has no public way to set them (ray-project/ray#41364 names this one). Errored trials
+    resume from their last checkpoints, or with ``restart_errored`` start from scratch (a new
+    Tune trial of the same config, the failed run's files deleted: :func:`_clear_errored`);
+    unfinished trials go on from theirs, finished ones are kept."""
+    if restart_errored:
+        _clear_errored(uri)
+    tuner = tune.Tuner.restore(uri, trainable, resume_errored=not restart_errored,
+                               restart_errored=restart_errored)
     tuner._local_tuner.get_run_config().callbacks = callbacks
     return tuner
+
+
+def _clear_errored(uri: str) -> None:
+    """Delete the directories of the errored trials of the experiment at ``uri``, to run from scratch.
+
+    Their checkpoints and epochs are of the failed run (usage.json keeps its attempts): left there (in
+    the storage, or in the driver's staging copy, which a driver on the same Ray session still has),
+    they would be read as the new run's. Tune's restore makes an empty ``<trial key>/`` again and puts
+    the new run beside it, in ``<trial key>_<4 hex>/`` (:func:`trials.extend.trial_dir` finds it).
+    """
+    for trial in tune.ExperimentAnalysis(uri).trials:
+        if trial.status != Trial.ERROR:
+            continue
+        fs = trial.storage.storage_filesystem
+        if fs.get_file_info(trial.path).type != FileType.NotFound:
+            fs.delete_dir(trial.path)
+        shutil.rmtree(trial.local_path, ignore_errors=True)  # gone already on another session's driver
 
 
 def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> RunConfig:
@@ -309,20 +396,29 @@ def _run_config(name: str, storage: str, callbacks: list, max_failures: int) -> 
 
 
 def _run_bohb(
-    run: _Run, rows: list[dict[str, Any]], backbone: int | None, progress: StageProgress
+    run: _Run, rows: list[dict[str, Any]], backbone: int | None, callbacks: list[tune.Callback]
 ) -> list[dict[str, Any]]:
-    """BOHB on the best evaluated genotype: by val loss, or by test top-1 (the thesis'; bohb.select)."""
-    best = best_evaluation(rows, by=run.spec.bohb.select)
-    if best is None:
-        _say("BOHB skipped: no search learned (every supernet stayed below chance + search.learned_margin), "
-             "so there is no searched genotype to tune")
-        return []
+    """BOHB on the best evaluated genotype: by val loss, or by test top-1 (the thesis'; bohb.select).
+
+    A restored BOHB goes on with the genotype it began with (:data:`BOHB_BASE_FILE`), even when trials
+    rerun since (``rerun_failed``) now beat it: its finished trials tuned that one."""
     spec, storage = run.spec, run.storage
-    base = bohb_trial(spec, TrialConfig.from_json(best["config"]), best["genotype"])
-    trainable = tune.with_resources(with_base(base), run.resources)
     bohb_uri = storage.child_uri("bohb")
-    if run.resume and tune.Tuner.can_restore(bohb_uri):
-        tuner = _restored(bohb_uri, trainable, [progress])
+    restore = run.resume and tune.Tuner.can_restore(bohb_uri)
+    if restore and storage.exists(BOHB_BASE_FILE):
+        where = f"{storage.uri}/{BOHB_BASE_FILE}"
+        base = TrialConfig.from_json(storage.read_text(BOHB_BASE_FILE), where=where)
+    else:
+        best = best_evaluation(rows, by=spec.bohb.select)
+        if best is None:
+            _say("BOHB skipped: no search learned (every supernet stayed below chance + "
+                 "search.learned_margin), so there is no searched genotype to tune")
+            return []
+        base = bohb_trial(spec, TrialConfig.from_json(best["config"]), best["genotype"])
+        storage.write_text(BOHB_BASE_FILE, base.to_json())
+    trainable = tune.with_resources(with_base(base), run.resources)
+    if restore:
+        tuner = _restored(bohb_uri, trainable, callbacks, restart_errored=run.rerun_failed)
     else:
         search, scheduler = bohb_tuner_parts(spec, base.seed)
         tuner = tune.Tuner(
@@ -333,7 +429,7 @@ def _run_bohb(
                 num_samples=stage_counts(spec)["bohb"],
                 max_concurrent_trials=spec.max_concurrent_trials,
             ),
-            run_config=_run_config("bohb", storage.uri, [progress], run.max_failures),
+            run_config=_run_config("bohb", storage.uri, callbacks, run.max_failures),
         )
     out = []
     for result in tuner.fit():

@@ -106,9 +106,10 @@ class JobStorage:
     def exists(self, *parts: str) -> bool:
         return self.filesystem.get_file_info(self._file(*parts)).type != pafs.FileType.NotFound
 
-    def create(self) -> None:
-        """Make the job directory; a job of that name must not exist yet."""
-        if self.exists():
+    def create(self, *, exist_ok: bool = False) -> None:
+        """Make the job directory; a job of that name must not exist yet, unless ``exist_ok`` (a later
+        attempt of a job whose earlier drivers died before Tune wrote its first state: it starts over)."""
+        if self.exists() and not exist_ok:
             raise FileExistsError(f"{self.uri}: a job of that name exists (use --resume to continue it)")
         self.filesystem.create_dir(self.path, recursive=True)
 

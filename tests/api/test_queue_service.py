@@ -268,5 +268,13 @@ def test_an_extension_adds_repeats_to_a_succeeded_jobs_spec_for_a_driver_that_ru
     try:
         driver_pid(tmp_path, job.id, 2)
         assert (tmp_path / f"{job.id}-2.args").read_text().split() == [job.id, "--attempt", "2", "--extend"]
+        wait_until(lambda: reconcile(session, ray, job, settings).status == "running")
+        os.kill(driver_pid(tmp_path, job.id, 2), signal.SIGKILL)  # Ray loses the extension's driver
+        wait_until(lambda: reconcile(session, ray, job, settings).status == "queued")
+        job.next_attempt_at = utcnow() - timedelta(seconds=1)
+        session.commit()
+        assert schedule(session, ray, settings, [gpu_node()]) == 1
+        driver_pid(tmp_path, job.id, 3)  # the automatic resume goes on extending
+        assert (tmp_path / f"{job.id}-3.args").read_text().split() == [job.id, "--attempt", "3", "--extend"]
     finally:
         stop_all(ray, job)
