@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import create_user
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.models import User
+from tests.helpers.dashboard import dashboard_head
 from tests.helpers.postgres import PG_ENV, PostgresServer, PostgresUnavailable, throwaway_server
 
 SKIP_POSTGRES_ENV = "ADF_TEST_SKIP_POSTGRES"
@@ -92,23 +93,9 @@ def admin(session: Session) -> User:
 @pytest.fixture(scope="module")
 def ray_dashboard() -> Iterator[str]:
     """A real local Ray head with its dashboard (the Jobs API runs the service's jobs), this
-    process connected to it. The dashboard agent gets a free port: under a plain
-    ``ray.init`` it takes 52365, and where another Ray holds that port the agent runs
-    without its HTTP server and every submission fails ("No available agent")."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    from api.ports import free_port
-
-    port = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
-        "dashboard_agent_listen_port": free_port(),
-    })
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield f"http://127.0.0.1:{port}"
-    ray.shutdown()
-    cluster.shutdown()
+    process connected to it (tests/helpers/dashboard.py)."""
+    with dashboard_head(num_cpus=2) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import time
 
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 from ray.util.placement_group import placement_group, remove_placement_group
 
 from api.cluster import ClusterUnavailable, ClusterView, alive_totals
 from api.ports import free_port
+from tests.helpers.dashboard import dashboard_head
 
 pytestmark = pytest.mark.ray
 
@@ -18,15 +18,8 @@ pytestmark = pytest.mark.ray
 @pytest.fixture(scope="module")
 def dashboard():
     """A head with 2 CPUs and 2 (fake) GPUs, its dashboard on a free port, this process connected."""
-    port = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "num_gpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": port, "dashboard_agent_listen_port": free_port(),
-    })
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield f"http://127.0.0.1:{port}"
-    ray.shutdown()
-    cluster.shutdown()
+    with dashboard_head(num_cpus=2, num_gpus=2) as url:
+        yield url
 
 
 def settled(view: ClusterView, expected: dict[str, float], timeout: float = 30.0):

@@ -241,12 +241,13 @@ def test_resuming_a_failed_job_queues_it_afresh(session, alice):
     assert job.started_at is not None
 
 
-def test_a_succeeded_job_is_final(session, alice):
+def test_a_succeeded_job_only_goes_back_to_the_queue(session, alice):
     job, _ = submit(session, alice)
     set_status(session, job, "running")
     set_status(session, job, "succeeded")
-    with pytest.raises(InvalidTransition, match="'succeeded' to 'cancelled'.*nothing, it is final"):
-        set_status(session, job, "cancelled")
+    for status in ("cancelled", "failed", "running"):  # a rerun or an extension queues it again; nothing else
+        with pytest.raises(InvalidTransition, match=f"'succeeded' to '{status}' \\(allowed: queued\\)"):
+            set_status(session, job, status)
 
 
 def test_an_unknown_status_is_refused(session, alice):

@@ -9,12 +9,10 @@ reads for the nodes' resources (api/cluster.py).
 import json
 
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
 from adf_service.features.manifest import FEATURES_FILE
-from api.ports import free_port
 from tests.adf_service.features.conftest import SHAPES, raw_manifest, write_raw_store
+from tests.helpers.dashboard import dashboard_head
 
 GRID = """\
 name: launch
@@ -38,15 +36,8 @@ YAML = {"Content-Type": "application/yaml"}
 @pytest.fixture(scope="module")
 def ray_dashboard():
     """tests/api/conftest.py's ``ray_dashboard`` with one GPU: the ``live`` service runs over it."""
-    port = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "num_gpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": port, "dashboard_agent_listen_port": free_port(),
-    })
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield f"http://127.0.0.1:{port}"
-    ray.shutdown()
-    cluster.shutdown()
+    with dashboard_head(num_cpus=2, num_gpus=1) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,8 @@ def result_rows(job_id: str) -> list[dict]:
 
 def seed_job_files(storage_dir: str, rows: list[dict]) -> None:
     """What a finished job leaves in its storage, for /report and /best/export: its result tables and
-    its best evaluation's last checkpoint (with the weights of its best epoch)."""
+    its best evaluation's trial directory (Tune's result.json, its last checkpoint with the weights of
+    its best epoch)."""
     from pathlib import Path
 
     from adf_service.fusion import FusionNetwork
@@ -100,6 +101,7 @@ def seed_job_files(storage_dir: str, rows: list[dict]) -> None:
     meta = {"model": "fusion", "channels": 4, "in_channels": [8, 8, 4], "n_classes": 3, "modalities": None}
     checkpoint = Path(storage_dir) / evaluation["trial_key"] / "checkpoint_000005" / "trial.ckpt"
     checkpoint.parent.mkdir(parents=True)
+    (checkpoint.parent.parent / "result.json").write_text("")
     save_checkpoint(checkpoint, "trial", {"job": {"evaluation": {"meta": meta, "best_model": network.state_dict()}}})
 
 
@@ -176,6 +178,10 @@ def flatmap_query(context, query):
     # /v1/compare: a generated job id is unknown (404); steer half the cases to the seeded finished job.
     if isinstance(query, dict) and "jobs" in query:
         return st.sampled_from([query, query | {"jobs": ["seeded-finished"]}])
+    if isinstance(query, dict) and isinstance(query.get("repeats"), int):
+        # /extend: the seeded finished job must stay as it is for the other operations; 7 or more
+        # repeats make its grid bigger than the service's limit of 8 trials (a 422, nothing changes)
+        return st.just(query | {"repeats": max(query["repeats"], 7)})
     return st.just(query)
 
 
@@ -200,9 +206,12 @@ def statuses() -> Iterator[dict[str, set[int]]]:
     if set(seen) != operations:
         return  # a partial run (-k, a failure before the end): nothing to check
     reached = {op for op, codes in seen.items() if any(200 <= c < 300 for c in codes)}
-    # every seeded job has ended; alice is no admin, and only an admin sets quotas
-    assert set(seen) - reached == {"POST /v1/jobs/{job_id}/cancel", "PUT /v1/users/{name}/quota"}
+    # every seeded job has ended; alice is no admin, and only an admin sets quotas; an extension of
+    # the finished job would make the grid bigger than this service's limit of 8 trials
+    assert set(seen) - reached == {"POST /v1/jobs/{job_id}/cancel", "PUT /v1/users/{name}/quota",
+                                   "POST /v1/jobs/{job_id}/extend"}
     assert 409 in seen["POST /v1/jobs/{job_id}/cancel"] and 403 in seen["PUT /v1/users/{name}/quota"]
+    assert {409, 422} <= seen["POST /v1/jobs/{job_id}/extend"]
     assert 202 in seen["POST /v1/jobs"]  # a generated grid was accepted and submitted to Ray
 
 
