@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = ["RayJobNotFound", "RayJobState", "RayJobs", "RayUnavailable", "RAY_TO_JOB_STATUS", "SPEC_ENV"]
 
 SPEC_ENV = "ADF_JOB_SPEC"
-AGENT_WAIT_SECONDS = 60.0
+AGENT_WAIT_SECONDS = 20.0  # then the queue tries again at its next round
 
 # Ray's JobStatus → ours. PENDING is still "queued"; STOPPED is a cancel.
 RAY_TO_JOB_STATUS = {
@@ -93,7 +93,8 @@ class RayJobs:
         return True
 
     def submit(self, job_id: str, spec_json: str, *, attempt: int, resume: bool, mode: str | None = None) -> str:
-        """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``).
+        """Start the job's driver; returns the Ray submission id (``<job>-<attempt>``). Raises
+        RayUnavailable when the Jobs API gives no answer or no agent takes the job (worth trying again).
 
         ``mode``: ``"rerun"`` reruns the job's failed and unfinished trials from scratch (with
         ``resume``), ``"extend"`` runs the trials its spec adds to a finished job.
@@ -112,10 +113,15 @@ class RayJobs:
                     metadata={"adf_job": job_id},
                 )
                 return submission_id
+            except OSError as exc:  # no answer at all: a head that is gone or restarting
+                raise RayUnavailable(f"Ray Jobs API at {self.address}: no answer ({type(exc).__name__})") from None
             except RuntimeError as exc:
                 # A head that just started answers 500 until its dashboard agent registers.
-                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                if "No available agent" not in str(exc):
                     raise
+                if time.monotonic() > deadline:
+                    raise RayUnavailable(f"Ray Jobs API at {self.address}: no dashboard agent took the job in "
+                                         f"{AGENT_WAIT_SECONDS:g} s (a head still starting)") from None
                 time.sleep(1.0)
 
     def status(self, submission_id: str) -> tuple[str, str | None]:

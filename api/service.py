@@ -48,8 +48,8 @@ from trials.storage import JobStorage, read_progress
 
 __all__ = [
     "DatasetRefused", "NothingToDo", "accept_grid", "attempts", "cancel_job", "extend_job", "import_results",
-    "place_dataset", "place_transfer", "reconcile", "reconcile_active", "rerun_job", "resume_job", "schedule",
-    "server_spec", "user_quota",
+    "place_dataset", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
+    "schedule", "server_spec", "user_quota",
 ]
 
 if TYPE_CHECKING:
@@ -111,19 +111,42 @@ def place_transfer(s: Session, owner: User, spec: GridSpec) -> GridSpec:
     the server's disks (DatasetRefused, a 422)."""
     if not spec.transfer.enabled or spec.transfer.from_job is None:
         return spec
-    raw = spec.transfer.from_job
+    source = _succeeded_job(s, owner, spec.transfer.from_job, "transfer.from_job", "a transfer takes the "
+                            "genotypes of a succeeded job")
+    transfer = spec.transfer.model_copy(update={"from_job": source.storage_dir})
+    return spec.model_copy(update={"transfer": transfer})
+
+
+def place_warm_start(s: Session, owner: User, spec: GridSpec) -> GridSpec:
+    """The spec with each ``bohb.warm_start`` entry resolved to a job's storage: through the service,
+    they are ids of the submitter's succeeded jobs (an admin: anyone's) with BOHB rows, refused as
+    :func:`place_transfer` refuses (DatasetRefused naming ``bohb.warm_start[i]``, a 422)."""
+    if not spec.bohb.enabled or not spec.bohb.warm_start:
+        return spec
+    dirs = []
+    for i, raw in enumerate(spec.bohb.warm_start):
+        key = f"bohb.warm_start[{i}]"
+        source = _succeeded_job(s, owner, raw, key, "a warm start takes the BOHB results of a succeeded job")
+        bohb_rows = select(func.count()).select_from(TrialRow).where(
+            TrialRow.job_id == source.id, TrialRow.stage == "bohb")
+        if not s.scalar(bohb_rows):
+            raise DatasetRefused(key, f"job {source.id} has no BOHB results to warm-start from")
+        dirs.append(source.storage_dir)
+    return spec.model_copy(update={"bohb": spec.bohb.model_copy(update={"warm_start": dirs})})
+
+
+def _succeeded_job(s: Session, owner: User, raw: str, key: str, why: str) -> Job:
+    """The succeeded job ``raw`` names by id, ``owner``'s (an admin: anyone's); else DatasetRefused at ``key``."""
     if "/" in raw or "://" in raw or "\\" in raw:
-        raise DatasetRefused("transfer.from_job", f"{echoed(raw)}: name one of your finished jobs by its id "
+        raise DatasetRefused(key, f"{echoed(raw)}: name one of your finished jobs by its id "
                              "(`adf-service list`); paths and URIs are not taken by this service")
     try:
         source = get_job(s, raw, viewer=owner)
     except JobNotFound:
-        raise DatasetRefused("transfer.from_job", f"no job {echoed(raw)} of yours") from None
+        raise DatasetRefused(key, f"no job {echoed(raw)} of yours") from None
     if source.status != "succeeded":
-        raise DatasetRefused("transfer.from_job", f"job {source.id} is {source.status}: a transfer takes the "
-                             "genotypes of a succeeded job")
-    transfer = spec.transfer.model_copy(update={"from_job": source.storage_dir})
-    return spec.model_copy(update={"transfer": transfer})
+        raise DatasetRefused(key, f"job {source.id} is {source.status}: {why}")
+    return source
 
 
 def server_spec(spec: GridSpec, settings: Settings) -> GridSpec:
@@ -201,7 +224,14 @@ def _start(s: Session, ray: RayJobs, job: Job) -> None:
     try:
         job.ray_job_id = ray.submit(job.id, job.spec_json, attempt=attempt["attempt"], resume=attempt["attempt"] > 1,
                                     mode=attempt.get("mode"))
-    except Exception as exc:  # the Jobs API refused or is down: the job is stored, and failed
+    except RayUnavailable as exc:  # no answer, or a head still starting: the job waits for the next round
+        attempt["started_at"] = None
+        job.attempts_json = json.dumps([*done, attempt])
+        job.admitted_at = None
+        job.queue_reason = f"waiting: the Ray Jobs API did not take the job yet ({exc}); the queue tries again"
+        s.commit()
+        return
+    except Exception as exc:  # the Jobs API refused it: the job is stored, and failed
         s.commit()
         set_status(s, job, "failed", error=f"the Ray Jobs API did not take the job: {exc}")
         return
@@ -405,7 +435,7 @@ def schedule(s: Session, ray: RayJobs, settings: Settings, nodes: list[NodeResou
         job.gpus = answer.gpus
         _cap_concurrency(job, answer.max_concurrent)
         _start(s, ray, job)
-        admitted += 1
+        admitted += job.status == "queued" and job.admitted_at is not None
     _note(s, waiting, {a.job_id: a.reason for a in answers if not a.admit})
     return admitted
 

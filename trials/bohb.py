@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -19,11 +20,13 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB
 from ray.tune.search.bohb import TuneBOHB
+from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
 
 from trials.config import BOHB_HYPERPARAMETERS, TrialConfig
 from trials.expand import trial_seed
 from trials.spec import GridSpec
 from trials.trainable import StageTrainable
+from trials.warm_start import Observation
 
 __all__ = [
     "BohbTrainable",
@@ -127,6 +130,19 @@ class ResumableTuneBOHB(TuneBOHB):
         self.trial_to_params.pop(trial_id, None)
         self.paused.discard(trial_id)
         self.running.discard(trial_id)
+
+    def warm_start(self, observations: Iterable[Observation]) -> int:
+        """Give BOHB's model earlier jobs' evaluations (trials/warm_start.py) before its first suggestion,
+        as :meth:`on_trial_result` gives it a trial's; how many it took.
+
+        Smallest budget first (hpbandster drops a smaller budget's points once a bigger one has a
+        model), and each budget's model is fitted once, after its last point."""
+        ordered = sorted(observations, key=lambda o: o.budget)
+        for i, seen in enumerate(ordered):
+            last = i + 1 == len(ordered) or ordered[i + 1].budget != seen.budget
+            job = _BOHBJobWrapper(self._metric_op * seen.loss, seen.budget, seen.config)
+            self.bohber.new_result(job, update_model=last)
+        return len(ordered)
 
 
 class ResumableHyperBandForBOHB(HyperBandForBOHB):

@@ -38,12 +38,13 @@ def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) ->
     from trials.checks import launch_problems
     from trials.expand import stage_counts
     from trials.spec import GridSpecError, grid_warnings, load_grid_with_lines, transfer_source_problem
+    from trials.warm_start import warm_start_problem
 
     try:
         spec, lines = load_grid_with_lines(grid)
     except GridSpecError as exc:
         fail(exc)
-    if problem := transfer_source_problem(spec):
+    if problem := transfer_source_problem(spec) or warm_start_problem(spec):
         fail(f"{grid}: {problem}")
     here = Path(spec.dataset.store).exists() or spec.dataset.synthetic is not None
     if problems := launch_problems(spec, lines=lines, store=here):  # the nodes: `run` and the service's
@@ -120,12 +121,13 @@ def run(
     from trials.pending import Unschedulable
     from trials.pipeline import ResourceError, run_grid
     from trials.spec import GridSpecError, load_grid_with_lines, transfer_source_problem
+    from trials.warm_start import warm_start_problem
 
     try:
         if rerun_failed and resume is None:
             raise ValueError("--rerun-failed: only with --resume JOB (it reruns that job's failed trials)")
         spec, lines = load_grid_with_lines(grid)
-        if problem := transfer_source_problem(spec):
+        if problem := transfer_source_problem(spec) or warm_start_problem(spec):
             raise ValueError(f"{grid}: {problem}")
         if problems := launch_problems(spec, lines=lines):
             raise GridSpecError(str(grid), problems)

@@ -54,6 +54,7 @@ from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_pr
 from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
 from trials.usage import UsageLedger, read_usage
+from trials.warm_start import WARM_START_FILE, warm_start_observations
 
 __all__ = [
     "BOHB_BASE_FILE", "SUMMARY_FILE", "Fenced", "JobOutcome", "NewestPendingFirst", "ResourceError",
@@ -260,14 +261,16 @@ def _run_extension(run: _Run, extension: Extension, trials: list[TrialConfig], b
 
 
 def _absolute_paths(spec: GridSpec) -> GridSpec:
-    """Trials run in their own working directories: the store (and a transfer's source job, when local)
-    as absolute paths, which spec.json then records."""
+    """Trials run in their own working directories: the store (and a transfer's source job and BOHB's
+    warm-start jobs, when local) as absolute paths, which spec.json then records."""
     dataset = spec.dataset.model_copy(update={"store": str(Path(spec.dataset.store).resolve())})
     source = spec.transfer.from_job
     if source is not None and "://" not in source:
         spec = spec.model_copy(update={"transfer": spec.transfer.model_copy(
             update={"from_job": str(Path(source).expanduser().resolve())})})
-    return spec.model_copy(update={"dataset": dataset})
+    warm = [job if "://" in job else str(Path(job).expanduser().resolve()) for job in spec.bohb.warm_start]
+    bohb = spec.bohb.model_copy(update={"warm_start": warm})
+    return spec.model_copy(update={"dataset": dataset, "bohb": bohb})
 
 
 def _write_job_report(storage: JobStorage) -> None:
@@ -421,6 +424,12 @@ def _run_bohb(
         tuner = _restored(bohb_uri, trainable, callbacks, restart_errored=run.rerun_failed)
     else:
         search, scheduler = bohb_tuner_parts(spec, base.seed)
+        if spec.bohb.warm_start:  # a restored searcher holds them already
+            warm = warm_start_observations(spec)
+            search.warm_start(warm.observations)
+            storage.write_text(WARM_START_FILE, warm.to_json())
+            _say(f"BOHB warm-started with {len(warm.observations)} evaluations of "
+                 f"{len(warm.sources)} earlier job(s) ({WARM_START_FILE})")
         tuner = tune.Tuner(
             trainable,
             tune_config=TuneConfig(

@@ -311,8 +311,11 @@ class BohbSpec(_Spec):
     weight_decay: list[Annotated[float, Field(le=1)]] = Field(  # table 5: L2, log scale
         [1e-5, 2e-2], min_length=2, max_length=2)
     samples: int | None = Field(None, ge=1, le=MAX_TRIALS)  # None: what `iterations` HyperBand iterations sample
+    # Not the thesis': earlier jobs whose BOHB trials seed this BOHB's model (trials/warm_start.py):
+    # job directories (<storage>/<job id>, paths or URIs) for `run`; the service takes ids of your jobs
+    warm_start: list[Annotated[str, Field(min_length=1, max_length=MAX_PATH)]] = Field([], max_length=16)
 
-    @field_validator("batch_sizes", "optimizers")
+    @field_validator("batch_sizes", "optimizers", "warm_start")
     @classmethod
     def _distinct_choices(cls, values: list) -> list:
         return _distinct(values)

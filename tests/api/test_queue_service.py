@@ -129,6 +129,20 @@ def test_priority_then_submission_order_and_the_reason_of_every_waiting_job(sess
         stop_all(ray, urgent)
 
 
+def test_a_jobs_api_that_does_not_take_the_job_leaves_it_queued_for_the_next_round(session, ray, settings, alice):
+    job = submit(session, ray, settings, alice, "later")
+    gone = RayJobs(f"http://127.0.0.1:{free_port()}")  # the nodes were read, then the Jobs API went away
+    assert schedule(session, gone, settings, [gpu_node()]) == 0
+    assert (job.status, job.admitted_at, job.ray_job_id) == ("queued", None, None)
+    assert job.queue_reason.startswith("waiting: the Ray Jobs API did not take the job yet")
+    assert attempts(job)[-1]["started_at"] is None
+    assert schedule(session, ray, settings, [gpu_node()]) == 1  # the next round, with Ray back
+    try:
+        assert job.ray_job_id == f"{job.id}-1" and [a["attempt"] for a in attempts(job)] == [1]
+    finally:
+        stop_all(ray, job)
+
+
 def test_without_a_view_of_the_nodes_jobs_go_on_order_and_quotas_alone(session, ray, settings, alice):
     set_quota(session, "alice", {"max_running_jobs": 1})
     first, second = submit(session, ray, settings, alice, "first"), submit(session, ray, settings, alice, "second")
