@@ -206,16 +206,17 @@ def _ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> Non
     job.attempts_json = json.dumps([*done, asked])
 
 
-def _start(s: Session, ray: RayJobs, job: Job) -> None:
-    """Hand the job to Ray: its asked attempt's driver, which resumes from the checkpoints unless it is the first."""
+def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
+    """Hand the job to Ray: its asked attempt's driver, which resumes from the checkpoints unless it is the
+    first; ``previous``: the job's last Ray job, stopped first."""
     if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
         _ask_attempt(job, "service", "admitted")
     *done, attempt = attempts(job)
-    if job.ray_job_id:  # a driver that outlived its job's failure must not run beside the new one
+    if previous:  # a driver that outlived its job's failure must not run beside the new one
         try:
-            ray.stop(job.ray_job_id)
+            ray.stop(previous)
         except Exception as exc:  # gone with its head, or already ended: nothing to stop
-            log.info("stopping Ray job %s before attempt %d: %s", job.ray_job_id, attempt["attempt"], exc)
+            log.info("stopping Ray job %s before attempt %d: %s", previous, attempt["attempt"], exc)
     attempt["started_at"] = utcnow().isoformat()
     job.attempts_json = json.dumps([*done, attempt])
     job.admitted_at, job.queue_reason, job.next_attempt_at = utcnow(), None, None
@@ -430,23 +431,31 @@ def schedule(s: Session, ray: RayJobs, settings: Settings, nodes: list[NodeResou
         job = by_id[answer.job_id]
         if not answer.admit:
             continue
-        if not _claim(s, job):
+        previous = _claim(s, job)
+        if previous is False:
             continue  # another round (a submit's, the loop's, another server's) took it first
         job.gpus = answer.gpus
         _cap_concurrency(job, answer.max_concurrent)
-        _start(s, ray, job)
+        _start(s, ray, job, previous)
         admitted += job.status == "queued" and job.admitted_at is not None
     _note(s, waiting, {a.job_id: a.reason for a in answers if not a.admit})
     return admitted
 
 
-def _claim(s: Session, job: Job) -> bool:
-    """Take the queued job for this round, in one conditional UPDATE: of rounds running at once, one wins."""
+def _claim(s: Session, job: Job) -> str | None | bool:
+    """Take the queued job for this round, in one conditional UPDATE: of rounds running at once, one wins.
+
+    The job's Ray job id is cleared in the same UPDATE, so that nothing reconciles it with its previous
+    Ray job (which ended: a resumed or extended job would read as ended too) before its new one exists.
+    Returns False when another round took it, else its previous Ray job id (None for a first attempt).
+    """
+    previous = job.ray_job_id
     taken = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued", Job.admitted_at.is_(None))
-                      .values(admitted_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+                      .values(admitted_at=utcnow(), ray_job_id=None)
+                      .execution_options(synchronize_session=False)).rowcount
     s.commit()
     s.refresh(job)
-    return taken == 1
+    return previous if taken == 1 else False
 
 
 def _cap_concurrency(job: Job, max_concurrent: int | None) -> None:
