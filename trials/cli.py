@@ -214,6 +214,7 @@ def run_job(
     from trials.pipeline import run_grid
     from trials.spec import GridSpecError, validate_grid
     from trials.storage import Fenced, JobStorage
+    from trials.tune_state import TuneStateError
 
     text = os.environ.get("ADF_JOB_SPEC")
     if not text:
@@ -229,7 +230,7 @@ def run_job(
     try:
         outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False, attempt=attempt,
                            rerun_failed=rerun_failed and resume, extend=extend)
-    except (Fenced, Unschedulable, ExtendError) as exc:  # no traceback: the message is the job's error
+    except (Fenced, Unschedulable, ExtendError, TuneStateError) as exc:  # no traceback: the message is the job's error
         fail(exc)
     finally:
         ray.shutdown()

@@ -53,6 +53,7 @@ from trials.spec import GridSpec
 from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
 from trials.summary import setting_summaries
 from trials.trainable import StageTrainable
+from trials.tune_state import TuneStateError, check_restorable
 from trials.usage import UsageLedger, read_usage
 from trials.warm_start import WARM_START_FILE, warm_start_observations
 
@@ -283,7 +284,11 @@ def _write_job_report(storage: JobStorage) -> None:
 
 
 def _trial_key(trial: Trial) -> str:
-    return TrialConfig.of_tune(trial.config).trial_key
+    config = TrialConfig.of_tune(trial.config)
+    if config is None:  # Tune restored nothing and began an empty experiment (see trials/tune_state.py)
+        raise TuneStateError(f"Tune trial {trial.trial_id} has no trial config: Tune could not restore the "
+                             f"job's experiment state (its log says why: 'Failed to restore the run state')")
+    return config.trial_key
 
 
 class NewestPendingFirst(FIFOScheduler):
@@ -342,7 +347,7 @@ def _main_tuner(
     name, parent = (run.experiment, storage.uri) if run.experiment else (storage.job_id, storage.root_uri)
     if run.resume:
         uri = storage.child_uri(run.experiment) if run.experiment else storage.uri
-        return _restored(uri, trainable, callbacks, restart_errored=run.rerun_failed)
+        return _restored(uri, trainable, callbacks, restart_errored=run.rerun_failed, grid_trials=len(trials))
     return tune.Tuner(
         trainable,
         # Tune keeps and hands back plain dicts: the records go in as their JSON-able form.
@@ -353,7 +358,8 @@ def _main_tuner(
 
 
 def _restored(
-    uri: str, trainable: Any, callbacks: list[tune.Callback], *, restart_errored: bool = False
+    uri: str, trainable: Any, callbacks: list[tune.Callback], *, restart_errored: bool = False,
+    grid_trials: int | None = None,
 ) -> tune.Tuner:
     """``Tuner.restore`` with this driver's callbacks. Restore brings back the run config the
     first driver pickled, callbacks included: left so, the dead driver's progress callback
@@ -361,7 +367,10 @@ def _restored(
     Ray has no public way to set them (ray-project/ray#41364 names this one). Errored trials
     resume from their last checkpoints, or with ``restart_errored`` start from scratch (a new
     Tune trial of the same config, the failed run's files deleted: :func:`_clear_errored`);
-    unfinished trials go on from theirs, finished ones are kept."""
+    unfinished trials go on from theirs, finished ones are kept. The dead driver's state files are
+    checked first (:func:`trials.tune_state.check_restorable`; ``grid_trials``: the grid's trial count,
+    None for BOHB)."""
+    check_restorable(uri, grid_trials)
     if restart_errored:
         _clear_errored(uri)
     tuner = tune.Tuner.restore(uri, trainable, resume_errored=not restart_errored,

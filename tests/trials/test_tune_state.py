@@ -1,0 +1,64 @@
+"""The dead driver's Tune state checked before a restore (trials/tune_state.py): a truncated grid
+searcher state is moved aside when the experiment state lists every trial; anything else unreadable
+is an error naming the file, and nothing is deleted. The end-to-end case (a real dead driver, a
+truncated searcher state, the job resumed to the clean run's rows) is in tests/trials/test_run_grid.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray.cloudpickle as cloudpickle
+
+from trials.tune_state import TuneStateError, check_restorable
+
+SESSION = "2026-12-06_06-01-54"
+
+
+def write_state(directory: Path, trials: int, *, searcher: bytes | None = None, session: str = SESSION) -> None:
+    """An experiment directory's two state files as Tune names them; ``searcher`` replaces the pickle."""
+    state = {"trial_data": [[f"trial {i}", "{}"] for i in range(trials)], "runner_data": {}}
+    (directory / f"experiment_state-{session}.json").write_text(json.dumps(state))
+    pickled = cloudpickle.dumps({"_finished": True, "_iterators": []})
+    (directory / f"basic-variant-state-{session}.json").write_bytes(pickled if searcher is None else searcher)
+
+
+def test_readable_state_is_left_as_it_is(tmp_path):
+    write_state(tmp_path, 4)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    check_restorable(tmp_path.as_uri(), 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_no_state_at_all_is_left_to_tune(tmp_path):
+    check_restorable(tmp_path.as_uri(), 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_grid_searcher_with_every_trial_listed_is_moved_aside_with_its_older_versions(tmp_path):
+    write_state(tmp_path, 4, session="2026-12-06_05-00-00")  # an earlier driver's: it would create trials again
+    good = cloudpickle.dumps({"_finished": True, "_iterators": []})
+    write_state(tmp_path, 4, searcher=good[: len(good) // 2])
+    check_restorable(tmp_path.as_uri(), 4)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n for n in names if n.startswith("basic-variant")] == [
+        "basic-variant-state-2026-12-06_05-00-00.json.unreadable", f"basic-variant-state-{SESSION}.json.unreadable"]
+    assert f"experiment_state-{SESSION}.json" in names  # the trials are restored from it
+
+
+@pytest.mark.parametrize("listed, grid_trials", [(3, 4), (4, None)], ids=["a trial not yet created", "bohb"])
+def test_a_truncated_searcher_that_cannot_be_rebuilt_is_an_error_naming_it(tmp_path, listed, grid_trials):
+    write_state(tmp_path, listed, searcher=b"\x80\x05\x95")
+    with pytest.raises(TuneStateError, match=rf"basic-variant-state-{SESSION}\.json: the searcher state .* cannot be read"):
+        check_restorable(tmp_path.as_uri(), grid_trials)
+    assert (tmp_path / f"basic-variant-state-{SESSION}.json").exists()  # nothing moved or deleted
+
+
+def test_a_truncated_experiment_state_is_an_error_naming_it(tmp_path):
+    write_state(tmp_path, 4)
+    path = tmp_path / f"experiment_state-{SESSION}.json"
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(TuneStateError, match=rf"experiment_state-{SESSION}\.json: the experiment state .*\(JSONDecodeError"):
+        check_restorable(tmp_path.as_uri(), 4)
+    assert path.exists()
