@@ -217,6 +217,7 @@ class TrialRow(Base):
     attempts: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # "succeeded" | "failed"
     error: Mapped[str | None] = mapped_column(Text)
+    reused_from: Mapped[str | None] = mapped_column(Text)  # "<source job dir>#<trial id>": not run here
 
     def to_dict(self) -> dict[str, Any]:
         """The row as RESULT_SCHEMA names it (``job`` rather than ``job_id``)."""

@@ -160,6 +160,8 @@ class TrialOut(BaseModel):
     node_id: str | None = Field(None, description="the Ray node id the trial's last epoch ran on")
     status: str
     error: str | None
+    reused_from: str | None = Field(None, description="taken from an earlier job instead of run (the grid's "
+                                    "reuse_from): '<source job directory>#<trial id>'; null: run by this job")
 
     @classmethod
     def of(cls, row: TrialRow) -> TrialOut:

@@ -48,7 +48,7 @@ from trials.storage import JobStorage, read_progress
 
 __all__ = [
     "DatasetRefused", "NothingToDo", "accept_grid", "attempts", "cancel_job", "extend_job", "import_results",
-    "place_dataset", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
+    "place_dataset", "place_reuse", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
     "schedule", "server_spec", "user_quota",
 ]
 
@@ -81,11 +81,17 @@ def place_dataset(spec: GridSpec, settings: Settings) -> GridSpec:
         raise DatasetRefused("dataset.store", f"{echoed(raw)} is a {scheme}:// URI; a feature store is a "
                              f"directory under this service's data roots: {roots}")
     path = Path(unquote(urlsplit(raw).path) if sep else raw).expanduser()
-    resolved = (settings.data_dir / path).resolve()  # an absolute path replaces data_dir
-    if not any(resolved.is_relative_to(root) for root in settings.store_roots):
+    try:  # a NUL byte (ValueError), a name longer than the filesystem takes (OSError): no path to read
+        resolved = (settings.data_dir / path).resolve()  # an absolute path replaces data_dir
+        inside = any(resolved.is_relative_to(root) for root in settings.store_roots)
+        found = inside and resolved.exists()
+    except (OSError, ValueError) as exc:
+        raise DatasetRefused("dataset.store", f"{echoed(raw)} is not a path this service can read "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+    if not inside:
         raise DatasetRefused("dataset.store", f"{echoed(raw)} resolves to {echoed(str(resolved))}, outside "
                              f"this service's data roots: {roots} (ADF_DATA_ROOTS)")
-    if resolved.exists():
+    if found:
         try:
             available = load_manifest(resolved).modalities
         except FeatureStoreError as exc:
@@ -133,6 +139,15 @@ def place_warm_start(s: Session, owner: User, spec: GridSpec) -> GridSpec:
             raise DatasetRefused(key, f"job {source.id} has no BOHB results to warm-start from")
         dirs.append(source.storage_dir)
     return spec.model_copy(update={"bohb": spec.bohb.model_copy(update={"warm_start": dirs})})
+
+
+def place_reuse(s: Session, owner: User, spec: GridSpec) -> GridSpec:
+    """The spec with each ``reuse_from`` entry resolved to a job's storage: through the service, they are
+    ids of the submitter's succeeded jobs (an admin: anyone's), refused as :func:`place_transfer` refuses
+    (DatasetRefused naming ``reuse_from[i]``, a 422)."""
+    dirs = [_succeeded_job(s, owner, raw, f"reuse_from[{i}]", "a job reuses the trials of a succeeded job").storage_dir
+            for i, raw in enumerate(spec.reuse_from)]
+    return spec.model_copy(update={"reuse_from": dirs}) if dirs else spec
 
 
 def _succeeded_job(s: Session, owner: User, raw: str, key: str, why: str) -> Job:

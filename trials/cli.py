@@ -37,6 +37,7 @@ def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) ->
     """Check a grid.yaml without running it; print how many trials each stage would make."""
     from trials.checks import launch_problems
     from trials.expand import stage_counts
+    from trials.reuse import reuse_problem
     from trials.spec import GridSpecError, grid_warnings, load_grid_with_lines, transfer_source_problem
     from trials.warm_start import warm_start_problem
 
@@ -44,7 +45,7 @@ def validate(grid: Annotated[Path, typer.Argument(help="A grid.yaml file.")]) ->
         spec, lines = load_grid_with_lines(grid)
     except GridSpecError as exc:
         fail(exc)
-    if problem := transfer_source_problem(spec) or warm_start_problem(spec):
+    if problem := transfer_source_problem(spec) or warm_start_problem(spec) or reuse_problem(spec.reuse_from):
         fail(f"{grid}: {problem}")
     here = Path(spec.dataset.store).exists() or spec.dataset.synthetic is not None
     if problems := launch_problems(spec, lines=lines, store=here):  # the nodes: `run` and the service's
@@ -120,6 +121,7 @@ def run(
     from trials.dataset import ensure_dataset
     from trials.pending import Unschedulable
     from trials.pipeline import ResourceError, run_grid
+    from trials.reuse import reuse_problem
     from trials.spec import GridSpecError, load_grid_with_lines, transfer_source_problem
     from trials.warm_start import warm_start_problem
 
@@ -127,7 +129,7 @@ def run(
         if rerun_failed and resume is None:
             raise ValueError("--rerun-failed: only with --resume JOB (it reruns that job's failed trials)")
         spec, lines = load_grid_with_lines(grid)
-        if problem := transfer_source_problem(spec) or warm_start_problem(spec):
+        if problem := transfer_source_problem(spec) or warm_start_problem(spec) or reuse_problem(spec.reuse_from):
             raise ValueError(f"{grid}: {problem}")
         if problems := launch_problems(spec, lines=lines):
             raise GridSpecError(str(grid), problems)

@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     from trials.spec import GridSpec
 
 __all__ = [
-    "EXTEND_PREFIX", "REPEATS_FIELDS", "RUN_FIELDS", "ExtendError", "Extension", "experiment_dirs",
+    "EXTEND_PREFIX", "REPEATS_FIELDS", "REUSED_DIR", "RUN_FIELDS", "ExtendError", "Extension", "experiment_dirs",
     "merge_rows", "plan_extension", "refuse_plain_resume", "spec_differences", "trial_dir",
 ]
 
 EXTEND_PREFIX = "extend-"  # an extension's Tune experiment: <job>/extend-<attempt or n>/
 BOHB_DIR = "bohb"  # the BOHB stage's Tune experiment: <job>/bohb/
+REUSED_DIR = "reused"  # trials taken from earlier jobs (trials/reuse.py): <job>/reused/<trial key>/result.json
 # What an extension may raise: the repeats of every stage that has them (BOHB is not rerun)
 REPEATS_FIELDS = ("repeats", "baselines.repeats", "random.repeats", "controls.repeats", "transfer.repeats")
 # What an extension may change besides: the service's handling of the job, no trial's result
@@ -69,7 +70,7 @@ def experiment_dirs(storage: JobStorage) -> list[str]:
     """Every directory (a filesystem path) whose subdirectories are the job's Tune trial directories: the job
     directory (its main experiment), ``bohb/`` and each extension's ``extend-<n>/``, those that exist."""
     fs = storage.filesystem
-    candidates = [storage.path, posixpath.join(storage.path, BOHB_DIR),
+    candidates = [storage.path, posixpath.join(storage.path, BOHB_DIR), posixpath.join(storage.path, REUSED_DIR),
                   *(posixpath.join(storage.path, name) for name in _extensions(storage))]
     return [path for path in candidates if fs.get_file_info(path).type == pafs.FileType.Directory]
 

@@ -54,6 +54,22 @@ def _storage(job_dir: str | Path | JobStorage) -> JobStorage:
     return JobStorage.at(text if "://" in text else Path(text).resolve())
 
 
+def _earlier_jobs(job: JobResults) -> list[str]:
+    """What the job took from earlier jobs: reused trials (``reuse_from``) and BOHB's warm start."""
+    from trials.warm_start import WARM_START_FILE
+
+    notes = []
+    reused = {row["trial_key"]: row["reused_from"].rsplit("#", 1)[0] for row in job.rows if row.get("reused_from")}
+    if reused:
+        sources = ", ".join(sorted(set(reused.values())))
+        notes.append(f"{len(reused)} trials taken from earlier jobs instead of run (reuse_from: {sources}).")
+    if job.storage.exists(WARM_START_FILE):
+        warm = json.loads(job.storage.read_text(WARM_START_FILE))
+        notes.append(f"BOHB warm-started with {warm['observations']} evaluations of {len(warm['sources'])} "
+                     f"earlier job(s) ({WARM_START_FILE}).")
+    return notes
+
+
 def read_job(job_dir: str | Path | JobStorage) -> JobResults:
     """A job's result tables and spec; :class:`ReportError` when it has no result table."""
     storage = _storage(job_dir)
@@ -106,6 +122,7 @@ def build_report(job: JobResults) -> dict[str, bytes]:
     when = f"results written {job.written_at:%Y-%m-%d %H:%M} UTC"
     usage = rows_summary(job.rows)
     spent = [f"This job: {usage}."] if usage else []  # its GPU-hours (trials/usage.py)
+    spent += _earlier_jobs(job)
     head = [f"# Report of job `{job.job}`", "", f"Job `{job.job}` ({spec}), {when}.", *spent, ""]
     figures = job_figures(job.rows, read_epochs(job.storage))
     files = {"report.md": "\n".join(head + [render_markdown(s) for s in sections]).encode()}

@@ -49,6 +49,7 @@ from trials.job_report import write_report
 from trials.pending import PendingWatch
 from trials.progress import StageProgress
 from trials.results import best_evaluation, environment, trial_rows, write_tables
+from trials.reuse import REUSE_FILE, plan_reuse, read_reuse, write_reuse
 from trials.spec import GridSpec
 from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
 from trials.summary import setting_summaries
@@ -203,10 +204,19 @@ def run_grid(
     if fresh:
         storage.write_text("spec.json", spec.model_dump_json(indent=1))
         storage.write_text("environment.json", json.dumps(environment(), indent=1))
+    # Trials earlier jobs ran (reuse_from): planned once, before any runs; a resumed driver reads the plan
+    reuse = None
+    if extension is None:
+        reuse = plan_reuse(storage, trials, spec.reuse_from) if fresh else read_reuse(storage, trials)
+        if fresh and reuse.rows:
+            write_reuse(storage, reuse)
     # The "search" bar counts a search and its evaluation; transfer's count is known once its source is read.
     totals = {**ray_trial_counts(spec), "transfer": len(transfer)}
     if extension is not None:  # the bars count the extension's trials
         totals = dict(Counter(t.stage for t in extension.trials))
+    if reuse is not None:  # and not the reused ones
+        totals = {stage: n - sum(t.stage == stage for t in trials if t.trial_key in reuse.reused_keys)
+                  for stage, n in totals.items()}
     usage = UsageLedger(storage, attempt=attempt)  # every trial attempt's GPU- and CPU-seconds: usage.json
     watch = PendingWatch(storage, spec.resources)  # waiting trials: pending.json, then wait or fail
     progress = StageProgress(totals, storage=storage, enabled=show_progress, attempt=attempt, usage=usage)
@@ -226,8 +236,12 @@ def run_grid(
                 usage.fill(ran)  # the job's rows keep theirs, as the tables hold them
                 rows = merge_rows(extension.rows, ran)
             else:
-                grid = _main_tuner(run, trials, grid_callbacks).fit()
-                rows = _collect(job_id, grid, trials, backbone)
+                rows = list(reuse.rows)
+                if reuse.rows:
+                    _say(f"{len(reuse.reused_keys)} of {len(trials)} trials taken from earlier jobs ({REUSE_FILE})")
+                if reuse.trials:
+                    grid = _main_tuner(run, reuse.trials, grid_callbacks).fit()
+                    rows += _collect(job_id, grid, reuse.trials, backbone)
                 if spec.bohb.enabled:
                     progress.for_tuner("bohb")
                     rows += _run_bohb(run, rows, backbone, [progress, usage, watch])
@@ -271,7 +285,8 @@ def _absolute_paths(spec: GridSpec) -> GridSpec:
             update={"from_job": str(Path(source).expanduser().resolve())})})
     warm = [job if "://" in job else str(Path(job).expanduser().resolve()) for job in spec.bohb.warm_start]
     bohb = spec.bohb.model_copy(update={"warm_start": warm})
-    return spec.model_copy(update={"dataset": dataset, "bohb": bohb})
+    reuse = [job if "://" in job else str(Path(job).expanduser().resolve()) for job in spec.reuse_from]
+    return spec.model_copy(update={"dataset": dataset, "bohb": bohb, "reuse_from": reuse})
 
 
 def _write_job_report(storage: JobStorage) -> None:

@@ -71,6 +71,8 @@ RESULT_SCHEMA = pa.schema(
         ("attempts", pa.int32()),
         ("status", pa.string()),
         ("error", pa.string()),
+        # "<source job directory>#<trial id>": taken from an earlier job, not run (trials/reuse.py)
+        ("reused_from", pa.string()),
     ]
 )
 

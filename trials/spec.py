@@ -426,6 +426,15 @@ class GridSpec(_Spec):
     priority: int = Field(0, ge=-100, le=100)
     # The service POSTs the job's outcome here when it ends (api/notify.py): http(s) only
     notify_url: str | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
+    # Not the thesis': earlier jobs whose succeeded trials this job takes instead of running them, each
+    # trial whose spec and feature store are the same (trials/reuse.py): job directories for `run`, ids of
+    # your succeeded jobs through the service
+    reuse_from: list[Annotated[str, Field(min_length=1, max_length=MAX_PATH)]] = Field([], max_length=16)
+
+    @field_validator("reuse_from")
+    @classmethod
+    def _distinct_sources(cls, values: list) -> list:
+        return _distinct(values)
 
     @field_validator("name")
     @classmethod

@@ -22,6 +22,7 @@ from api.service import (
     accept_grid,
     cancel_job,
     extend_job,
+    place_reuse,
     place_transfer,
     place_warm_start,
     reconcile,
@@ -154,6 +155,7 @@ async def submit_job(
         never_fits(spec.resources.gpus_per_trial, user_quota(user, settings), user.name)
         spec = await run_in_threadpool(place_transfer, session, user, spec)
         spec = await run_in_threadpool(place_warm_start, session, user, spec)
+        spec = await run_in_threadpool(place_reuse, session, user, spec)
     except (DatasetRefused, NeverFits) as exc:
         raise Problem(422, str(exc), errors=[{"path": exc.path, "message": exc.message, "line": None}]) from None
     # The store and the Ray Jobs API block: off the event loop, or every other request waits (and

@@ -25,7 +25,7 @@ def empty_engine(db_url):
 def test_upgrade_creates_every_table_of_an_empty_database(empty_engine):
     assert current_revision(empty_engine) is None
     upgrade(empty_engine)
-    assert current_revision(empty_engine) == head_revision() == "0006"
+    assert current_revision(empty_engine) == head_revision() == "0007"
     assert TABLES <= set(inspect(empty_engine).get_table_names())
 
 

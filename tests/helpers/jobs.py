@@ -66,6 +66,7 @@ def result_row(i: int, stage: str = "search", **overrides) -> dict:
         "attempts": 1 + i % 2,
         "status": "succeeded",
         "error": None,
+        "reused_from": None,
     }
     row.update(overrides)
     return row

@@ -196,6 +196,8 @@ def test_a_job_warm_started_from_an_earlier_one_ends_with_every_bohb_sample_and_
     assert (record["observations"], record["skipped"]) == (len(expected), 0)
     assert record["sources"][0]["job"] == source
     assert json.loads((outcome.job_dir / "spec.json").read_text())["bohb"]["warm_start"] == [source]
+    report = (outcome.job_dir / "report" / "report.md").read_text()  # the report says where BOHB began
+    assert f"BOHB warm-started with {len(expected)} evaluations of 1 earlier job(s)" in report
     # Tune's snapshot of the searcher it ran: BOHB's model holds the earlier points beside this job's own
     (state_file,) = (outcome.job_dir / "bohb").glob("searcher-state-*.pkl")
     generator = pickle.loads(state_file.read_bytes())["bohber"]

@@ -1,10 +1,11 @@
 """Through the service, ``bohb.warm_start`` names the submitter's succeeded jobs with BOHB results by id
-(api.service.place_warm_start); anything else is refused naming the entry."""
+(api.service.place_warm_start), and ``reuse_from`` the submitter's succeeded jobs (place_reuse); anything
+else is refused naming the entry."""
 
 import pytest
 
 from api.jobstore import replace_trials, set_status
-from api.service import DatasetRefused, place_warm_start
+from api.service import DatasetRefused, place_reuse, place_warm_start
 from tests.helpers.jobs import result_row, submit
 from trials.spec import parse_grid
 
@@ -46,3 +47,22 @@ def test_owned_succeeded_jobs_become_their_storage_dirs_and_anything_else_is_ref
     with pytest.raises(DatasetRefused, match=f"no job '{first.id}' of yours") as refused:
         place_warm_start(session, bob, warm_grid(first.id))
     assert refused.value.path == "bohb.warm_start[0]"
+
+
+def test_reuse_from_takes_owned_succeeded_jobs_by_id_and_refuses_anything_else_naming_the_entry(
+        session, alice, bob, admin):
+    first, second = succeeded(session, alice), succeeded(session, alice, bohb=False)
+    grid = parse_grid(f"name: r\ndataset: {{store: s}}\nreuse_from: ['{first.id}', '{second.id}']\n")
+    assert place_reuse(session, alice, grid).reuse_from == [first.storage_dir, second.storage_dir]
+    assert place_reuse(session, admin, grid).reuse_from == [first.storage_dir, second.storage_dir]
+    plain = parse_grid("name: r\ndataset: {store: s}\n")
+    assert place_reuse(session, alice, plain) is plain
+    queued, _ = submit(session, alice, name="queued")
+    for source, says in [("/srv/adf/runs/other", "name one of your finished jobs by its id"),
+                         (queued.id, f"job {queued.id} is queued: a job reuses the trials of a succeeded job")]:
+        with pytest.raises(DatasetRefused, match=says) as refused:
+            place_reuse(session, alice, parse_grid(f"name: r\ndataset: {{store: s}}\nreuse_from: ['{first.id}', '{source}']\n"))
+        assert refused.value.path == "reuse_from[1]"
+    with pytest.raises(DatasetRefused, match=f"no job '{first.id}' of yours") as refused:
+        place_reuse(session, bob, grid)
+    assert refused.value.path == "reuse_from[0]"
