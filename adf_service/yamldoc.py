@@ -67,10 +67,12 @@ _EXPECTED = {
 
 
 def dotted(loc: Loc) -> str:
-    """``("space", "operators", 1)`` → ``space.operators[1]``."""
+    """``("space", "operators", 1)`` → ``space.operators[1]``; a key with a character that does not
+    print as itself (a bidi override, a zero-width space, NUL) is written escaped, as Python's repr."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+        name = str(part) if isinstance(part, int) or str(part).isprintable() else repr(str(part))
+        out += f"[{part}]" if isinstance(part, int) else f".{name}" if out else name
     return out
 
 
@@ -229,6 +231,12 @@ def compose(text: str, source: str, *, error: type[DocumentError] = DocumentErro
 def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     """The document's node tree and data; every problem as :class:`_Refused` with its line."""
     loader = None
+    try:
+        text.encode()  # a lone surrogate is no character: LibYAML's reader would raise UnicodeEncodeError
+    except UnicodeEncodeError as exc:
+        before = text[:exc.start]
+        raise _Refused(f"U+{ord(text[exc.start]):04X} at column {len(before) - before.rfind(chr(10))} is a lone "
+                       "surrogate, not a character: it cannot appear in a YAML document", before.count("\n") + 1) from None
     try:
         loader = _LOADER(text)  # the pure Python reader checks every character here
         node = loader.get_single_node()

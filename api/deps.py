@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate, hash_token, local_user
+from api.db import POOL_SIZE
 from api.models import User
 from api.pages import TrialPages
 from api.problems import Problem
@@ -66,6 +67,14 @@ class Viewers:
             self._known[key] = (viewer, self._clock() + self.ttl)
 
 
+# A request holds its session's connection between its threads (dependencies, route, cleanup) while it
+# waits for the next one. Unbounded, more such requests than the pool has connections (40 + 10) left
+# every thread of the pool of 40 waiting for a connection that only a thread could give back: a 500
+# after the pool's 30 s (bench/api_load.py, 100 clients). Fewer slots than connections: a thread that
+# asks for a connection always gets one.
+SESSION_SLOTS = POOL_SIZE
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -78,6 +87,7 @@ class Services:
     parse_limiter: CapacityLimiter | None = None  # threads reading submitted grids at once (None: anyio's 40)
     # The cluster's live nodes and their free resources, for the queue (None: the dashboard did not answer)
     nodes: Callable[[], list | None] = field(default=lambda: None)
+    session_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SESSION_SLOTS))
 
 
 async def get_services(request: Request) -> Services:
@@ -87,9 +97,15 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    with services.sessions() as session:
-        yield session
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    """The request's store session; at most SESSION_SLOTS requests hold one at once, the others wait
+    for a slot on the event loop, holding neither a thread nor a connection."""
+    async with services.session_slots:
+        session = services.sessions()
+        try:
+            yield session
+        finally:
+            await run_in_threadpool(session.close)  # its connection back to the pool: a round trip
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

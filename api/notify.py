@@ -151,7 +151,10 @@ def refused_notify_url(url: str, *, allow_private: bool) -> str | None:
     169.254.169.254, the cloud metadata service, shared, reserved, multicast): a grid must not
     make the service call into the network it runs in (SSRF). The message names the host only.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "http://[::1": urlsplit refuses what it cannot split
+        return f"not a URL ({exc})"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return "an http:// or https:// URL with a host is needed"
     host = parts.hostname
@@ -195,10 +198,24 @@ def _post(s: Session, job: Job, settings: Settings) -> str | None:
     headers = {"Content-Type": "application/json", "User-Agent": "adf-service", TIMESTAMP_HEADER: str(timestamp),
                SIGNATURE_HEADER: sign(notify_secret(s, job.owner), body, timestamp)}
     try:  # redirects are not followed: one could lead into the service's own network
-        answer = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        status = _send(url, body, headers)
     except httpx.HTTPError as exc:
         return f"no answer ({type(exc).__name__})"
-    return None if answer.is_success else f"answered {answer.status_code}"
+    return None if 200 <= status < 300 else f"answered {status}"
+
+
+def _send(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST ``body`` to ``url`` through httpx's transport, not a client: a client logs each request's
+    whole URL (INFO), and a notify_url may hold a credential (``user:password@``, ``?token=``).
+    Its user info becomes Basic auth, as a client would make it. Returns the answer's status."""
+    request = httpx.Request("POST", url, content=body, headers=headers,
+                            extensions={"timeout": httpx.Timeout(TIMEOUT_SECONDS).as_dict()})
+    if request.url.username or request.url.password:
+        request = next(httpx.BasicAuth(request.url.username, request.url.password).auth_flow(request))
+    with httpx.HTTPTransport() as transport:
+        answer = transport.handle_request(request)
+        answer.close()
+        return answer.status_code
 
 
 def _record(job: Job, failure: str | None, settings: Settings, now: datetime) -> None:

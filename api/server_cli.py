@@ -144,11 +144,13 @@ def serve(
             fail(exc)
         settings = settings.model_copy(update={"ray_address": address, "cpu_fallback": True})
     import uvicorn
+    from sqlalchemy import make_url
 
     from api.app import create_app  # imports Ray: after start_local_ray has chosen Ray's auth mode
     from api.http import ProblemHttpProtocol
 
-    err_console.print(f"Ray dashboard: {settings.ray_address}   job store: {settings.db_url}   auth: {settings.auth}")
+    store = make_url(settings.db_url).render_as_string(hide_password=True)  # its password stays out of logs
+    err_console.print(f"Ray dashboard: {settings.ray_address}   job store: {store}   auth: {settings.auth}")
     err_console.print(f"REST API on http://{settings.host}:{settings.port} (docs at /docs)")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
                 http=ProblemHttpProtocol)

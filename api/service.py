@@ -99,7 +99,7 @@ def place_dataset(spec: GridSpec, settings: Settings) -> GridSpec:
     elif spec.dataset.synthetic is not None:
         available = list(MODALITIES)  # the synthetic store has every modality
     else:
-        raise DatasetRefused("dataset.store", f"no feature store at {resolved}, and no dataset.synthetic "
+        raise DatasetRefused("dataset.store", f"no feature store at {str(resolved)!r}, and no dataset.synthetic "
                              "to generate one there")
     combos = spec.baselines.combos if spec.baselines.enabled else []
     used = spec.dataset.modalities or sorted({m for combo in combos for m in combo})

@@ -19,7 +19,8 @@ one; "server CPU / request" is the server process's CPU time over the requests (
 
     python bench/api.py [--rows 10000] [--concurrency 50] [--reads 2000] [--posts 300] [--ray-posts 50]
 
-(``--posts 0 --ray-posts 0``: reads only.)
+(``--posts 0 --ray-posts 0``: reads only.) Submissions and reads at once on PostgreSQL, with
+client retries, lost or duplicated jobs and the server's memory checked: bench/api_load.py.
 """
 
 from __future__ import annotations
@@ -82,17 +83,19 @@ def result_rows(job_id: str, n: int, rng: random.Random) -> list[dict]:
     return rows
 
 
-def seed_store(data_dir: Path, n_rows: int) -> tuple[str, dict[str, str], int]:
-    """A store with one user and two jobs of ``n_rows`` trials each, one finished and one
-    running (no Ray job, so the reconciler leaves it be): (token, {status: job id}, search rows)."""
-    settings = Settings(data_dir=data_dir)
+def seed_store(data_dir: Path, n_rows: int, database_url: str | None = None,
+               statuses: tuple[str, ...] = ("succeeded", "running")) -> tuple[str, dict[str, str], int]:
+    """A store (SQLite under ``data_dir``, or ``database_url``) with one user and a job of ``n_rows``
+    trials per status, by default one finished and one running (no Ray job, so the reconciler
+    leaves it be): (token, {status: job id}, search rows)."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
     engine = make_engine(settings.db_url)
     upgrade(engine)
     jobs = {}
     with make_sessionmaker(engine)() as s:
         user = create_user(s, "bench")
         token = issue_token(s, user)
-        for status in ("succeeded", "running"):
+        for status in statuses:
             job, _ = create_job(s, owner=user, name=status, spec_json=json.dumps(GRID), request_hash=status,
                                 n_trials=n_rows, storage_root=settings.storage_dir)
             set_status(s, job, "running")

@@ -26,16 +26,15 @@ async def compare(
     """Each job's test top-1 per setting and group (n, mean ± std, best), side by side; ``html``: one
     self-contained page with the table and every run of every job overlaid in one figure."""
     ids = list(dict.fromkeys(j.strip() for value in jobs for j in value.split(",") if j.strip()))
-    from trials.compare import MAX_JOBS
-
-    if not 1 <= len(ids) <= MAX_JOBS:
-        raise Problem(422, f"jobs: name 1 to {MAX_JOBS} jobs to compare, got {len(ids)}")
 
     def load() -> Response:
-        # matplotlib and the statistics load on the first comparison asked for, not when the server starts
-        from trials.compare import compare_html, compare_rows, compare_section
+        # matplotlib and the statistics load on the first comparison asked for, not when the server starts,
+        # and in this thread: on the event loop, their second of importing held up every other request
+        from trials.compare import MAX_JOBS, compare_html, compare_rows, compare_section
         from trials.report import render_csv
 
+        if not 1 <= len(ids) <= MAX_JOBS:
+            raise Problem(422, f"jobs: name 1 to {MAX_JOBS} jobs to compare, got {len(ids)}")
         rows = {}
         with services.sessions() as session:
             for job_id in ids:  # another user's job is a 404, as everywhere

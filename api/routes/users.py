@@ -31,7 +31,7 @@ class QuotaOut(BaseModel):
 class QuotaIn(BaseModel):
     """Each key given sets the user's own quota (null: back to the service's default); keys left out stay."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "strict": True}  # strict: true is no 1, "5" no 5 (as a grid's keys)
 
     max_running_jobs: int | None = Field(None, ge=1, le=10_000)
     max_gpus: float | None = Field(None, gt=0, le=100_000)

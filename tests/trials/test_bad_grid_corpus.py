@@ -60,7 +60,7 @@ def test_an_error_lists_the_first_problems_in_line_order_and_counts_the_rest():
         parse_grid(text, "grid.yaml")
     lines = str(info.value).splitlines()
     assert lines[0] == "grid.yaml line 3: key0: unknown key (allowed: name, dataset, space, repeats, search, " \
-        "evaluation, baselines, random, controls, bohb, transfer, resources, max_concurrent_trials, seed, deterministic, storage, max_trials, priority, notify_url)"
+        "evaluation, baselines, random, controls, bohb, transfer, resources, max_concurrent_trials, seed, deterministic, storage, max_trials, priority, notify_url, reuse_from)"
     assert lines[MAX_PROBLEMS - 1].startswith(f"grid.yaml line {MAX_PROBLEMS + 2}: key{MAX_PROBLEMS - 1}: ")
     assert lines[-1] == "grid.yaml: … and 7 more problems"
     assert len(info.value.problems) == MAX_PROBLEMS and info.value.more == 7
