@@ -42,7 +42,7 @@ from api.status import ACTIVE_STATUSES
 from api.usage import user_gpu_hours
 from trials.expand import ray_trial_counts
 from trials.pending import pending_notice
-from trials.results import STAGES, read_table
+from trials.results import STAGES, ResultTableError, read_table
 from trials.spec import GridSpec
 from trials.storage import JobStorage, read_progress
 
@@ -367,7 +367,10 @@ def reconcile(s: Session, ray: RayJobs, job: Job, settings: Settings | None = No
     if status == job.status:
         return job
     if status == "succeeded":
-        import_results(s, job)
+        try:
+            import_results(s, job)
+        except ResultTableError as exc:  # the files stay as they are, for a person to look at
+            status, message = "failed", f"the job's driver ended, but its results cannot be read: {exc}"
     if status != "queued":
         if job.status == "queued" and status != "cancelled":
             set_status(s, job, "running")

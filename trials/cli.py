@@ -210,6 +210,7 @@ def run_job(
 
     import ray
 
+    from adf_service.features import FeatureStoreError
     from trials.dataset import ensure_dataset
     from trials.extend import ExtendError
     from trials.pending import Unschedulable
@@ -232,7 +233,7 @@ def run_job(
     try:
         outcome = run_grid(spec, job_id=job_id, resume=resume, show_progress=False, attempt=attempt,
                            rerun_failed=rerun_failed and resume, extend=extend)
-    except (Fenced, Unschedulable, ExtendError, TuneStateError) as exc:  # no traceback: the message is the job's error
+    except (Fenced, Unschedulable, ExtendError, TuneStateError, FeatureStoreError) as exc:  # no traceback: the message is the job's error
         fail(exc)
     finally:
         ray.shutdown()

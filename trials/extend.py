@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.fs as pafs
 
 from trials.config import STAGES, TrialConfig
-from trials.results import read_table
+from trials.results import ResultTableError, read_table
 from trials.storage import JobStorage
 
 if TYPE_CHECKING:
@@ -130,7 +130,10 @@ def _rows(storage: JobStorage) -> list[dict[str, Any]]:
     if not present:
         raise ExtendError(f"{storage.uri}: no result tables (results/<stage>.parquet): only a finished job "
                           "can be extended (resume one that did not finish)")
-    return [row for stage in present for row in read_table(storage, stage).to_pylist()]
+    try:
+        return [row for stage in present for row in read_table(storage, stage).to_pylist()]
+    except ResultTableError as exc:
+        raise ExtendError(f"{exc}: the job cannot be extended") from None
 
 
 def _unfinished(storage: JobStorage, trials: list[TrialConfig],

@@ -19,7 +19,7 @@ from trials.config import STAGES
 from trials.epochs import read_epochs
 from trials.report import job_sections, render_csv, render_markdown
 from trials.report_html import Graphic, render_html
-from trials.results import best_evaluation, read_table
+from trials.results import ResultTableError, best_evaluation, read_table
 from trials.storage import JobStorage
 from trials.summary import SETTING_KEYS
 
@@ -79,7 +79,10 @@ def read_job(job_dir: str | Path | JobStorage) -> JobResults:
     if not present:
         raise ReportError(f"{job_dir}: no result tables (results/<stage>.parquet); "
                           "a job writes them when its stages have ended")
-    rows = [row for stage in present for row in read_table(storage, stage).to_pylist()]
+    try:
+        rows = [row for stage in present for row in read_table(storage, stage).to_pylist()]
+    except ResultTableError as exc:
+        raise ReportError(str(exc)) from None
     times = [storage.filesystem.get_file_info(posixpath.join(storage.path, "results", f"{s}.parquet")).mtime
              for s in present]
     spec = json.loads(storage.read_text("spec.json")) if storage.exists("spec.json") else {}

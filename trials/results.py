@@ -21,6 +21,7 @@ from trials.storage import JobStorage
 
 __all__ = [
     "RESULT_SCHEMA",
+    "ResultTableError",
     "STAGES",
     "TRIAL_STATUSES",
     "best_evaluation",
@@ -184,9 +185,21 @@ def write_tables(job: JobStorage | str | Path, rows: Iterable[dict[str, Any]]) -
     return uris
 
 
+class ResultTableError(ValueError):
+    """A result table that is there but cannot be read (truncated, corrupt): which file, and why."""
+
+
 def read_table(job: JobStorage | str | Path, stage: str) -> pa.Table:
-    """One stage's result table of a job (its storage, or its local directory)."""
-    return _job_storage(job).read_parquet(stage)
+    """One stage's result table of a job (its storage, or its local directory); a file that is there
+    but cannot be read raises :class:`ResultTableError` naming it (the file is left as it is)."""
+    storage = _job_storage(job)
+    try:
+        return storage.read_parquet(stage)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:  # no Parquet magic bytes, a footer cut short, bad thrift
+        uri = storage.child_uri("results", f"{stage}.parquet")
+        raise ResultTableError(f"{uri}: the result table cannot be read ({exc})") from None
 
 
 def environment() -> dict[str, Any]:

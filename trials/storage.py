@@ -148,14 +148,18 @@ class JobStorage:
 
     def _atomic(self, final: str, write) -> None:
         # Local disks: a temporary name, then a rename. Object stores have no rename, but a
-        # single put is atomic there already.
-        if not self.is_local:
-            write(final)
-            return
+        # single put is atomic there already. A write that fails (a full disk) leaves the file as it
+        # was and no temporary one, and its error names the file.
         head, tail = posixpath.split(final)
-        tmp = posixpath.join(head, f".{tail}.tmp")
-        write(tmp)
-        self.filesystem.move(tmp, final)
+        tmp = posixpath.join(head, f".{tail}.tmp") if self.is_local else final
+        try:
+            write(tmp)
+            if tmp != final:
+                self.filesystem.move(tmp, final)
+        except OSError as exc:
+            if tmp != final and self.filesystem.get_file_info(tmp).type == pafs.FileType.File:
+                self.filesystem.delete_file(tmp)
+            raise OSError(exc.errno, f"{final}: cannot be written ({exc})") from exc
 
 
 class Fenced(RuntimeError):
