@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FAST := not ray and not service and not postgres
 
-.PHONY: setup demo test test-fast test-slow test-cluster bench clean
+.PHONY: setup demo test test-fast test-slow test-cluster test-faults bench clean
 
 # What pip cannot install: Python >= 3.11 with venv (Debian/Ubuntu: python3-venv), and a C
 # compiler with Python's headers for the one dependency pip builds from source (hpbandster's
@@ -36,6 +36,10 @@ test-fast: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# Kill-and-recover tests (issue 16): a Ray head replaced, drivers and servers killed, a full disk.
+test-faults: setup
+	$(BIN)/python -m pytest -q -m faults
 
 # A head and two fake-GPU workers as separate `ray start` processes under `adf-service serve`.
 test-cluster: setup

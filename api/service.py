@@ -367,6 +367,12 @@ def reconcile(s: Session, ray: RayJobs, job: Job, settings: Settings | None = No
     if status == job.status:
         return job
     if status == "succeeded":
+        # The queue's round and a request may reconcile the job at once: one imports, the other then
+        # finds it done (PostgreSQL: the row lock; the fault schedule saw both insert the rows)
+        s.refresh(job, with_for_update=True)
+        if job.status == status:
+            s.commit()
+            return job
         try:
             import_results(s, job)
         except ResultTableError as exc:  # the files stay as they are, for a person to look at

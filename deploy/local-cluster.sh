@@ -7,6 +7,7 @@
 #   deploy/local-cluster.sh start [--workers 2] [--gpus-per-worker 1] [--cpus-per-worker 2]
 #                                 [--head-cpus 1] [--port 6380] [--dashboard-port 8266]
 #                                 [--object-store-mb 512] [--temp-root /tmp/adf-ray-6380] [--dir DIR]
+#   deploy/local-cluster.sh add-worker [--gpus-per-worker 1] [--cpus-per-worker 2] [--dir DIR]
 #   deploy/local-cluster.sh status [--dir DIR]
 #   deploy/local-cluster.sh stop [--dir DIR] [--stop-wait 60]
 #
@@ -26,7 +27,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n "7,11p" "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n "7,12p" "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -136,10 +137,12 @@ start_node() {
     echo "$pid $role $start" >> "$pid_file"
 }
 
-# Wait until every node started so far says "Ray runtime started." (its raylet joined the GCS).
+# Wait until every node started so far (or only node $1) says "Ray runtime started." (its raylet
+# joined the GCS).
 wait_started() {
-    local deadline=$((SECONDS + 120)) pid role started
+    local deadline=$((SECONDS + 120)) only=${1:-} pid role started
     while read -r pid role started; do
+        [[ -n $only && $role != "$only" ]] && continue
         until grep -q "Ray runtime started" "$state_dir/$role.log" 2>/dev/null; do
             if ! is_ours "$pid" "$started"; then
                 echo "local-cluster.sh: node '$role' (pid $pid) exited; its log:" >&2
@@ -259,11 +262,28 @@ case $command in
         cat > "$env_file" <<EOF
 RAY_ADDRESS=127.0.0.1:$gcs_port
 ADF_RAY_ADDRESS=http://127.0.0.1:$dashboard_port
+LOCAL_CLUSTER_TEMP_ROOT=$temp_root
+LOCAL_CLUSTER_OBJECT_STORE_MB=$object_store_mb
 EOF
         echo "Started a Ray head and $workers worker node(s) ($gpus_per_worker fake GPU(s), $cpus_per_worker CPU(s) each);"
         echo "pids in $pid_file, logs in $state_dir/*.log and $temp_root/<node>/session_latest/logs"
         echo
         print_addresses
+        ;;
+    add-worker)  # one more worker node, e.g. in place of one whose raylet died
+        if [[ -z $(live_pids) || ! -f $env_file ]]; then
+            echo "local-cluster.sh: no local cluster runs in $state_dir: start one first" >&2
+            exit 1
+        fi
+        # shellcheck disable=SC1090
+        source "$env_file"
+        temp_root=$LOCAL_CLUSTER_TEMP_ROOT object_store_mb=$LOCAL_CLUSTER_OBJECT_STORE_MB
+        gcs_port=${RAY_ADDRESS##*:}
+        n=$(grep -c ' worker-' "$pid_file" || true)
+        role="worker-$((n + 1))"
+        start_node "$role" --address="$RAY_ADDRESS" --num-cpus="$cpus_per_worker" --num-gpus="$gpus_per_worker"
+        wait_started "$role"
+        echo "Started $role ($gpus_per_worker fake GPU(s), $cpus_per_worker CPU(s)) in the cluster at $RAY_ADDRESS"
         ;;
     status)
         if [[ -z $(live_pids) ]]; then

@@ -1,6 +1,6 @@
 """Markers say what a test needs: ``ray``, ``service`` and ``postgres`` from the fixtures it
-uses (tests/helpers/markers.py), ``slow`` and ``cluster`` by hand, and those two run only when
-``-m`` names them. ``pytest -m "not ray and not service and not postgres"`` (``make test-fast``)
+uses (tests/helpers/markers.py), ``slow``, ``cluster`` and ``faults`` by hand, and those three run
+only when ``-m`` names them. ``pytest -m "not ray and not service and not postgres"`` (``make test-fast``)
 is the inner loop; a test that starts Ray or the service without its marker fails, so a missing
 marker shows at once.
 """
@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in sorted(needs(item)):
             item.add_marker(mark)
-    for name in ("slow", "cluster"):  # `pytest`, `pytest -m "not ray"`: neither unless -m names it
+    for name in ("slow", "cluster", "faults"):  # `pytest`, `pytest -m "not ray"`: none unless -m names it
         if re.search(rf"\b{name}\b", config.getoption("markexpr") or ""):
             continue
         left_out = [item for item in items if item.get_closest_marker(name)]

@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import platform
+import posixpath
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
+from ray.train._internal.checkpoint_manager import _TrainingResult
+from ray.train._internal.storage import _exists_at_fs_path
 
 from adf_service.train import Runtime, load_checkpoint, save_checkpoint
 from adf_service.train.runtime import keep_freed_memory_in_heap
 from trials.config import TUNE_KEY, TrialConfig
 from trials.jobs import make_trial_job
 
-__all__ = ["StageTrainable"]
+__all__ = ["StageTrainable", "newest_checkpoint"]
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "trial.ckpt"
 
@@ -93,7 +101,37 @@ class StageTrainable(tune.Trainable):
             {"job": self.job.state_dict(), "wall_seconds": self.wall_seconds, "trial_key": self.trial.trial_key},
         )
 
+    def restore(self, checkpoint_path: Any) -> None:
+        """Tune's restore, from the newest checkpoint left in the trial's directory when the one Tune
+        names is gone. A driver snapshots its experiment every few seconds while its trials write a
+        checkpoint every epoch and keep the last two, so the snapshot a dead driver left can name one
+        already deleted; Tune would then fail the trial at every retry ("does not exist on storage
+        anymore"; the fault schedule, docs/reliability.md, met it). The newer one holds more work."""
+        if isinstance(checkpoint_path, _TrainingResult) and not _exists_at_fs_path(
+                checkpoint_path.checkpoint.filesystem, checkpoint_path.checkpoint.path):
+            gone = checkpoint_path.checkpoint
+            newest = newest_checkpoint(gone.filesystem, posixpath.dirname(gone.path))
+            if newest is not None:
+                logger.warning("%s: gone; restoring from %s, the newest checkpoint left", gone.path, newest)
+                checkpoint_path = _TrainingResult(checkpoint=tune.Checkpoint(newest, filesystem=gone.filesystem),
+                                                  metrics=checkpoint_path.metrics)
+        super().restore(checkpoint_path)
+
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, "trial")
         self.job.load_state_dict(state["job"])
         self.wall_seconds = state["wall_seconds"]
+
+
+def newest_checkpoint(fs: pafs.FileSystem, trial_dir: str) -> str | None:
+    """The newest ``checkpoint_<n>/`` under ``trial_dir`` that holds a trial checkpoint file; None if none."""
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(trial_dir, allow_not_found=True)):
+        match = re.fullmatch(r"checkpoint_(\d+)", info.base_name)
+        if match and info.type == pafs.FileType.Directory:
+            found.append((int(match.group(1)), info.path))
+    for _, path in sorted(found, reverse=True):
+        if fs.get_file_info(posixpath.join(path, CHECKPOINT_FILE)).type == pafs.FileType.File:
+            return path
+    return None
+

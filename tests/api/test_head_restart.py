@@ -26,7 +26,7 @@ from api.ports import free_port
 from api.testing import LiveService
 from tests.api.live import tiny_grid, wait_for_status
 
-pytestmark = [pytest.mark.ray, pytest.mark.service, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ray, pytest.mark.service, pytest.mark.faults, pytest.mark.timeout(600)]
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -70,7 +70,7 @@ def test_a_job_goes_on_by_itself_when_its_ray_head_is_replaced(head, tmp_path, s
     service = serve(f"http://127.0.0.1:{port}", tmp_path, tmp_path_factory)
     try:
         client = service.client(service.token("alice"))
-        grid = tiny_grid(store, name="head-lost", discretizations="all, topk", epochs=60)
+        grid = tiny_grid(store, name="head-lost", discretizations="all, topk", epochs=300)  # running when the head goes
         job = client.post("/v1/jobs", content=grid, headers=YAML).json()
         deadline = time.time() + 240
         while True:  # a trial done, and more to do: the head goes mid-job

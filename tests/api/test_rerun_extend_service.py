@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.live import tiny_grid, wait_for_status
 
-pytestmark = [pytest.mark.ray, pytest.mark.service, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ray, pytest.mark.service, pytest.mark.faults, pytest.mark.timeout(600)]
 
 YAML = {"Content-Type": "application/yaml"}
 

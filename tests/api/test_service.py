@@ -221,6 +221,7 @@ def test_a_running_job_cancels_its_ray_job_and_its_trials_then_resumes_to_the_en
     assert all(r["status"] == "succeeded" for r in rows)
 
 
+@pytest.mark.faults
 def test_a_killed_server_restarts_and_finds_its_job_reconciled_from_ray(live, alice, store):
     job = alice.post("/v1/jobs", content=tiny_grid(store, name="restart"), headers=YAML).json()
     live.kill()

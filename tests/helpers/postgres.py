@@ -18,9 +18,12 @@ import glob
 import itertools
 import os
 import pwd
+import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +32,8 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["PG_ENV", "SOURCES", "PostgresServer", "PostgresUnavailable", "find_pg_bindir", "throwaway_server"]
+__all__ = ["PG_ENV", "SOURCES", "PostgresServer", "PostgresUnavailable", "find_pg_bindir", "kill_and_restart",
+           "throwaway_server"]
 
 PG_ENV = "ADF_TEST_PG"
 SOURCES = ("system", "pgserver")
@@ -186,3 +190,25 @@ def _pgserver_server() -> Iterator[PostgresServer]:
     finally:
         server.cleanup()
         shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def kill_and_restart(server: PostgresServer, *, down_seconds: float = 2.0) -> int:
+    """Kill a system server's postmaster by its pid (SIGKILL, from ``postmaster.pid``), leave it down
+    ``down_seconds``, and start it again over the same data with the options it ran with
+    (``postmaster.opts``); the killed pid. Its clients see their connections dropped meanwhile."""
+    if not server.source.startswith("system "):
+        raise PostgresUnavailable(f"kill_and_restart needs a server from the system's binaries, not {server.source}")
+    bindir = Path(server.source.removeprefix("system "))
+    datadir = server.socket_dir / "data"
+    pid = int((datadir / "postmaster.pid").read_text().split()[0])
+    command = shlex.split((datadir / "postmaster.opts").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(down_seconds)
+    options = shlex.join(command[3:])  # past "postgres -D <datadir>"
+    start = [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(server.socket_dir / "server.log"), "-w", "-t", "60",
+             "start", "-o", options]
+    _run([*_as_postgres_user(), *start], cwd=server.socket_dir)
+    return pid

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 import ray
 
 from trials.expand import stage_counts
@@ -36,6 +37,7 @@ run_grid(parse_grid(open(sys.argv[2]).read()), job_id="bohb-job", show_progress=
 """
 
 
+@pytest.mark.faults
 def test_a_bohb_stage_whose_driver_died_resumes_and_ends_with_every_sample(local_ray, store, tmp_path):
     text = GRID.format(store=store.path, storage=tmp_path)
     (tmp_path / "grid.yaml").write_text(text)

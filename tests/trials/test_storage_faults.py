@@ -77,7 +77,7 @@ def fill(disk: Path) -> None:
                 assert exc.errno == errno.ENOSPC
 
 
-@pytest.mark.ray
+@pytest.mark.faults
 def test_a_full_disk_fails_the_run_by_name_and_keeps_the_results_already_stored(local_ray, store, small_disk):
     first = run_grid(grid(store.path, small_disk), job_id="job", show_progress=False)
     kept = digests(first.job_dir / "results") | {"spec.json": digests(first.job_dir)["spec.json"]}
@@ -147,7 +147,7 @@ class CorruptThenKill(ray.tune.Callback):
         os.kill(self.pids[trial.trial_id], signal.SIGKILL)
 
 
-@pytest.mark.ray
+@pytest.mark.faults
 def test_a_corrupt_checkpoint_fails_its_trial_by_name_and_a_rerun_runs_it_again(local_ray, store, tmp_path):
     spec = grid(store.path, tmp_path, epochs=4)
     corrupt = CorruptThenKill("search-")
@@ -163,3 +163,17 @@ def test_a_corrupt_checkpoint_fails_its_trial_by_name_and_a_rerun_runs_it_again(
     rerun = {r["trial_key"]: r for stage in ("baselines", "search") for r in pq.read_table(again.tables[stage]).to_pylist()}
     assert rerun["search-S2-all-I1-C1-r0"]["status"] == "succeeded"
     assert rerun["baselines-R-r0"]["test_top1"] == kept["test_top1"]  # the finished trial kept its row
+
+
+def test_the_newest_checkpoint_left_is_the_highest_numbered_one_with_its_file(tmp_path):
+    import pyarrow.fs as pafs
+
+    from trials.trainable import newest_checkpoint
+
+    for n, with_file in ((1, True), (2, True), (3, False)):  # 3: a directory Tune had not filled yet
+        (tmp_path / f"checkpoint_{n:06d}").mkdir()
+        if with_file:
+            (tmp_path / f"checkpoint_{n:06d}" / CHECKPOINT_FILE).write_bytes(b"x")
+    (tmp_path / "checkpoint_tmp").mkdir()
+    assert newest_checkpoint(pafs.LocalFileSystem(), str(tmp_path)) == str(tmp_path / "checkpoint_000002")
+    assert newest_checkpoint(pafs.LocalFileSystem(), str(tmp_path / "gone")) is None
