@@ -23,10 +23,9 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.http import ProblemHttpProtocol
-from api.ports import free_port
 from api.testing import unrunnable_store
 from tests.api.test_probe_defects import BASE_GRID, MEDIA, PATH_CASES, STORE_CASES, case_path, settings_at
+from tests.helpers.served import served
 from tests.trials.test_bad_grid_corpus import CASES as GRID_CASES
 from tests.trials.test_bad_grid_corpus import case_text
 
@@ -191,21 +190,12 @@ FIGURES: dict[str, ClassFigures] = {}  # filled by the class tests, printed by t
 def service(tmp_path_factory) -> Iterator[Service]:
     """The app under a real uvicorn on 127.0.0.1 (the service's HTTP protocol), with a symlink to /etc
     and a store (`unrunnable-store`) in its data_dir, and /healthz watched from a thread."""
-    import uvicorn
-
     data_dir = tmp_path_factory.mktemp("hostile")
     (data_dir / "link-to-etc").symlink_to("/etc")
     unrunnable_store(data_dir)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings_at(data_dir)), host="127.0.0.1", port=port,
-                                           log_level="error", http=ProblemHttpProtocol))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with served(create_app(settings_at(data_dir))) as port, httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        base = f"http://127.0.0.1:{port}"
         client.get("/healthz")  # its first answer imports Ray's Jobs API client: not a stall of the service
         client.post("/v1/jobs", json=BASE_GRID)  # the grid reader's first use: its imports
         client.get("/v1/compare", params={"jobs": "x"})  # the first comparison imports matplotlib
@@ -215,8 +205,6 @@ def service(tmp_path_factory) -> Iterator[Service]:
         yield Service(port, client, health)
         health.stop.set()
         watcher.join(timeout=30)
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def cases_of(kind: str) -> list:

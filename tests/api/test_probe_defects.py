@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,8 @@ import pytest
 
 from adf_service.features import generate_synthetic_store
 from api.app import create_app
-from api.http import ProblemHttpProtocol
-from api.ports import free_port
 from api.settings import Settings
+from tests.helpers.served import served
 from tests.trials.test_bad_grid_corpus import CASES as GRID_CASES
 from tests.trials.test_bad_grid_corpus import case_text
 
@@ -168,19 +166,8 @@ def test_an_id_in_the_path_is_echoed_cut_to_64_characters(data_dir, case):
 @pytest.fixture
 def uvicorn_server(data_dir) -> Iterator[int]:
     """The app under a real uvicorn on 127.0.0.1 with the service's HTTP protocol; its port."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings_at(data_dir)), host="127.0.0.1", port=port,
-                                           log_level="error", http=ProblemHttpProtocol))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(settings_at(data_dir))) as port:
+        yield port
 
 
 def raw_get(port: int, path: str) -> tuple[str, dict[str, str], bytes]:
