@@ -72,7 +72,7 @@ def local_cluster_run(tmp_path: Path) -> Iterator:
     finally:
         pids = recorded(state) or getattr(run, "pids", {})
         if any(session_members(pid) for pid in pids.values()):
-            run("stop", timeout=90)
+            run("stop", "--stop-wait", "10", timeout=120)
         for pid in pids.values():  # a stop that failed: this test's own nodes, by pid
             for member in session_members(pid):
                 try:

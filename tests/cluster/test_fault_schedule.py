@@ -1,0 +1,36 @@
+"""A seeded fault schedule over the whole service (issue 16 item 1; bench/faults.py runs it longer):
+20 kills by pid across smoke jobs on a multi-process cluster under `adf-service serve` over PostgreSQL:
+a trial's actor, a worker node's raylet, a job's driver, the Ray head (then a new cluster), the API
+server (then restarted) and PostgreSQL (then restarted). Every job must end `succeeded` with each
+trial's row exactly once and the store's rows equal to its Parquet tables, the job store consistent,
+and the usage accounting must count the lost work. Marked `cluster`: CI runs it in that step."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.faults import KINDS, run_schedule
+from tests.helpers.postgres import PostgresUnavailable, find_pg_bindir, throwaway_server
+
+pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.service, pytest.mark.postgres,
+              pytest.mark.timeout(1800)]
+
+
+def test_twenty_kills_by_pid_lose_no_job_and_no_row(store, tmp_path):
+    if find_pg_bindir() is None:
+        pytest.skip("the fault schedule restarts PostgreSQL by pid: it needs the system's binaries "
+                    "(.ci/postgres-setup.sh; Debian: apt-get install postgresql)")
+    try:
+        server = throwaway_server("system")
+        postgres = server.__enter__()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        report = run_schedule(tmp_path, store.path, postgres, kills=20, seed=1)
+    finally:
+        server.__exit__(None, None, None)
+    print(report.table())
+    assert not report.problems, report.table()
+    assert len(report.kills) == 20 and {k.kind for k in report.kills} == set(KINDS)
+    assert set(report.jobs.values()) == {"succeeded"} and len(report.jobs) >= 2
+    assert report.lost_gpu_seconds > 0 and report.retried_trials > 0
