@@ -4,15 +4,13 @@ Every store test runs on SQLite and PostgreSQL (tests/api/conftest.py)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner
 
+from api.app import create_app
 from api.auth import UserNotFound, issue_token
 from api.jobstore import set_progress, set_status
 from api.models import Job, utcnow
@@ -20,6 +18,7 @@ from api.settings import Settings
 from api.usage import stale_notice, usage_by_user, user_gpu_hours
 from tests.api.test_probe_defects import call, is_problem
 from tests.helpers.jobs import submit
+from tests.helpers.served import served as serve_app
 
 HOUR = 3600.0
 NODE = "ab12cd34ef56" + "0" * 44
@@ -171,35 +170,13 @@ def test_usage_answers_a_user_their_own_an_admin_anyones_and_refuses_another_use
     assert trial["trial_key"] == "search-S2-all-I1-C1-r0" and trial["node_id"] == NODE
 
 
-@contextmanager
-def uvicorn_app(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn on 127.0.0.1 (in a thread); its URL."""
-    import uvicorn
-
-    from api.app import create_app
-    from api.ports import free_port
-
-    port = free_port()
-    app = create_app(settings, reconcile_every=3600)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.mark.service
 def test_the_client_prints_usage_per_job_and_a_jobs_hours_notice_and_running_trials(served, monkeypatch):
     from api.cli import app
 
     monkeypatch.setenv("COLUMNS", "200")
-    with uvicorn_app(served["settings"]) as url:
+    with serve_app(create_app(served["settings"], reconcile_every=3600)) as port:
+        url = f"http://127.0.0.1:{port}"
         auth = ["--server", url, "--token", served["tokens"]["alice"]]
         listed = CliRunner().invoke(app, ["usage", *auth])
         status = CliRunner().invoke(app, ["status", served["jobs"]["running"], *auth])
