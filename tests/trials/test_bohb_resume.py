@@ -9,24 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from tests.helpers.grids import bohb_grid
 from trials.expand import stage_counts
 from trials.pipeline import run_grid
 from trials.spec import parse_grid
-
-GRID = """
-name: bohb-resume
-dataset: {{store: {store}}}
-space: {{operators: [S2], discretizations: [all], inputs: [1], cells: [1], channels: 8}}
-repeats: 1
-search: {{epochs: 1, warmup_epochs: 0, batch_size: 16, lr: 0.05, arch_lr: 0.003, learned_margin: -100}}
-evaluation: {{epochs: 1, batch_size: 16, lr: 0.05}}
-baselines: {{enabled: false}}
-random: {{enabled: false}}
-bohb: {{samples: 6, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1}}
-resources: {{gpus_per_trial: 0, cpus_per_trial: 1}}
-seed: 11
-storage: {storage}
-"""
 
 DRIVER = """
 import sys, ray
@@ -39,7 +25,7 @@ run_grid(parse_grid(open(sys.argv[2]).read()), job_id="bohb-job", show_progress=
 
 @pytest.mark.faults
 def test_a_bohb_stage_whose_driver_died_resumes_and_ends_with_every_sample(local_ray, store, tmp_path):
-    text = GRID.format(store=store.path, storage=tmp_path)
+    text = bohb_grid(store.path, tmp_path, name="bohb-resume", samples=6)
     (tmp_path / "grid.yaml").write_text(text)
     spec = parse_grid(text)
     samples = stage_counts(spec)["bohb"]

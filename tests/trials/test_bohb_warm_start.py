@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
+from tests.helpers.grids import bohb_grid
 from tests.helpers.jobs import result_row
 from trials.bohb import bohb_config_space, bohb_tuner_parts, plain
 from trials.config import TrialConfig
@@ -28,20 +29,6 @@ from trials.warm_start import (
     warm_start_problem,
 )
 
-RAY_GRID = """
-name: warm
-dataset: {{store: {store}}}
-space: {{operators: [S2], discretizations: [all], inputs: [1], cells: [1], channels: 8}}
-repeats: 1
-search: {{epochs: 1, warmup_epochs: 0, batch_size: 16, lr: 0.05, arch_lr: 0.003, learned_margin: -100}}
-evaluation: {{epochs: 1, batch_size: 16, lr: 0.05}}
-baselines: {{enabled: false}}
-random: {{enabled: false}}
-bohb: {{samples: 3, min_epochs: 1, max_epochs: 3, eta: 3, iterations: 1, warm_start: {warm}}}
-resources: {{gpus_per_trial: 0, cpus_per_trial: 1}}
-seed: 11
-storage: {storage}
-"""
 IN_SPACE = {"batch_size": 8, "lr": 1e-3, "optimizer": "sgd", "weight_decay": 1e-4}
 
 
@@ -180,11 +167,11 @@ def test_the_grid_key_takes_at_most_16_distinct_jobs():
 @pytest.mark.ray
 def test_a_job_warm_started_from_an_earlier_one_ends_with_every_bohb_sample_and_records_the_warm_start(
         local_ray, store, tmp_path):
-    earlier = run_grid(parse_grid(RAY_GRID.format(store=store.path, storage=tmp_path, warm="[]")),
+    earlier = run_grid(parse_grid(bohb_grid(store.path, tmp_path, name="warm", samples=3)),
                        job_id="earlier", show_progress=False)
     assert not (earlier.job_dir / WARM_START_FILE).exists()
     source = str(earlier.job_dir)
-    spec = parse_grid(RAY_GRID.format(store=store.path, storage=tmp_path, warm=json.dumps([source])))
+    spec = parse_grid(bohb_grid(store.path, tmp_path, name="warm", samples=3, warm=json.dumps([source])))
     expected, _ = source_observations(source, spec.bohb)
     assert expected  # the earlier job's trials reached this job's budgets (1 and 3 epochs)
 
