@@ -7,6 +7,7 @@ Each module below holds plain command functions and registers nothing itself:
 - ``trials/cli.py``: a grid on Ray Tune: ``validate``, ``run`` and the service's job driver;
 - ``api/server_cli.py``: the service's machine: ``serve``, ``stop-ray``, ``token ...``;
 - ``api/client_cli.py``: the service's client: ``submit``, ``list``, ``status`` ...;
+- ``api/results_cli.py``: ``results``, ``best``, ``report``, ``compare`` (a service's job or a job directory);
 - ``api/local.py``: ``local-job``, the whole service on one machine for one grid.
 
 Commands import torch, Ray, SQLAlchemy and FastAPI when they run, so that ``adf-service``
@@ -20,7 +21,7 @@ import typer
 from adf_service import cli as library
 from adf_service.heap import keep_freed_memory_in_heap
 from api import client_cli as client
-from api import local, logs_cli, notify_cli, server_cli, usage_cli
+from api import local, logs_cli, notify_cli, results_cli, server_cli, usage_cli
 from trials import cli as grid
 
 __all__ = ["app"]
@@ -48,8 +49,8 @@ app.command()(library.extract)
 
 app.command()(grid.validate)
 app.command()(grid.run)
-app.command()(client.report)
-app.command()(client.compare)
+app.command()(results_cli.report)
+app.command()(results_cli.compare)
 app.command("run-job", hidden=True)(grid.run_job)
 
 app.command()(server_cli.serve)
@@ -64,8 +65,8 @@ app.command()(client.cancel)
 app.command()(client.resume)
 app.command()(client.rerun)
 app.command()(client.extend)
-app.command()(client.results)
-app.command()(client.best)
+app.command()(results_cli.results)
+app.command()(results_cli.best)
 app.command("notify-secret")(notify_cli.notify_secret)
 
 app.command("local-job")(local.local_job)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 HEAVY = ("torch", "ray", "sqlalchemy", "fastapi", "uvicorn", "av", "cv2", "alembic")
-CLI_MODULES = ("adf_service.cli", "trials.cli", "api.server_cli", "api.client_cli", "api.usage_cli", "api.logs_cli",
+CLI_MODULES = ("adf_service.cli", "trials.cli", "api.server_cli", "api.client_cli", "api.results_cli", "api.usage_cli", "api.logs_cli",
                "api.notify_cli", "api.local", "api.cli")
 
 
