@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import text
 
+from api.admission import schedule
 from api.cluster import ClusterUnavailable, NodeResources, cluster_view
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.deps import Services, ServicesDep
@@ -21,7 +22,7 @@ from api.notify import deliver_due
 from api.problems import install_problem_handlers
 from api.routes import compare, jobs, logs, me, results, usage, users
 from api.runner import RayJobs
-from api.service import reconcile_active, schedule
+from api.service import reconcile_active
 from api.settings import Settings, SettingsError
 
 __all__ = ["create_app", "run_queue"]

@@ -177,8 +177,8 @@ def user_quota(
     default: Annotated[bool, typer.Option("--default", help="Clear the user's own quotas: the service's apply.")] = False,
 ) -> None:
     """Show or set a user's quotas in the job store (the service's defaults are its ADF_MAX_* settings)."""
+    from api.admission import user_quota as quota_of
     from api.auth import QUOTA_FIELDS, UserNotFound, set_quota
-    from api.service import user_quota as quota_of
     from api.settings import Settings
 
     changes = dict.fromkeys(QUOTA_FIELDS) if default else {}

@@ -1,8 +1,8 @@
 """What the routes do, without HTTP: accept a grid, start, cancel and resume its Ray job,
 and reconcile the store with Ray (status, progress, result rows).
 
-The store owns every job: an accepted job waits ``queued`` until the queue (:func:`schedule`,
-api/queue.py) hands it to Ray; Ray is only where it runs. A running job's status is reconciled
+The store owns every job: an accepted job waits ``queued`` until the queue (api/admission.py's
+``schedule``, deciding by api/queue.py) hands it to Ray; Ray is only where it runs. A running job's status is reconciled
 from its Ray job (every few seconds, and on every read of the job), so a service restarted while
 jobs run finds them as they are; a job whose driver Ray lost goes back to the queue and resumes
 from its checkpoints by itself.
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adf_service.features.manifest import FeatureStoreError, load_manifest
@@ -35,11 +34,9 @@ from api.jobstore import (
 )
 from api.models import Job, TrialRow, User, utcnow
 from api.notify import refused_notify_url
-from api.queue import Candidate, Holding, Quota, plan_admissions, quota_for
 from api.runner import RayJobNotFound, RayJobs, RayUnavailable
 from api.settings import Settings
 from api.status import ACTIVE_STATUSES
-from api.usage import user_gpu_hours
 from trials.expand import ray_trial_counts
 from trials.pending import pending_notice
 from trials.results import STAGES, ResultTableError, read_table
@@ -47,13 +44,13 @@ from trials.spec import GridSpec
 from trials.storage import JobStorage, read_progress
 
 __all__ = [
-    "DatasetRefused", "NothingToDo", "accept_grid", "attempts", "cancel_job", "extend_job", "import_results",
+    "DatasetRefused", "NothingToDo", "accept_grid", "ask_attempt", "attempts", "cancel_job", "extend_job", "import_results",
     "place_dataset", "place_reuse", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
-    "schedule", "server_spec", "user_quota",
+    "server_spec",
 ]
 
 if TYPE_CHECKING:
-    from api.cluster import NodeResources
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +181,7 @@ def accept_grid(
     request_hash: str, idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Store the job, queued; an idempotent repeat returns the first job. The queue
-    (:func:`schedule`) hands it to Ray when its turn comes, its quota allows and the cluster has room.
+    (api/admission.py's ``schedule``) hands it to Ray when its turn comes, its quota allows and the cluster has room.
 
     ``spec`` is the grid as the service runs it (:func:`server_spec`).
     """
@@ -206,7 +203,7 @@ def attempts(job: Job) -> list[dict[str, Any]]:
     return json.loads(job.attempts_json or "[]")
 
 
-def _ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> None:
+def ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> None:
     """Record the job's next attempt, asked now; the queue starts it (:func:`_start`). ``mode``: how its
     driver runs (api/runner.py RayJobs.submit): None (the first starts, a later one resumes), "rerun"
     (the failed trials again), "extend" (the trials more repeats add)."""
@@ -219,39 +216,6 @@ def _ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> Non
     asked = {"attempt": number, "at": utcnow().isoformat(), "by": by, "reason": reason,
              **({"mode": mode} if mode else {}), "started_at": None}
     job.attempts_json = json.dumps([*done, asked])
-
-
-def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
-    """Hand the job to Ray: its asked attempt's driver, which resumes from the checkpoints unless it is the
-    first; ``previous``: the job's last Ray job, stopped first."""
-    if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
-        _ask_attempt(job, "service", "admitted")
-    *done, attempt = attempts(job)
-    if previous:  # a driver that outlived its job's failure must not run beside the new one
-        try:
-            ray.stop(previous)
-        except Exception as exc:  # gone with its head, or already ended: nothing to stop
-            log.info("stopping Ray job %s before attempt %d: %s", previous, attempt["attempt"], exc)
-    attempt["started_at"] = utcnow().isoformat()
-    job.attempts_json = json.dumps([*done, attempt])
-    job.admitted_at, job.queue_reason, job.next_attempt_at = utcnow(), None, None
-    # The new driver also claims the job's lease (trials/storage.py): an old one that still runs
-    # somewhere stops writing as soon as it sees it.
-    try:
-        job.ray_job_id = ray.submit(job.id, job.spec_json, attempt=attempt["attempt"], resume=attempt["attempt"] > 1,
-                                    mode=attempt.get("mode"))
-    except RayUnavailable as exc:  # no answer, or a head still starting: the job waits for the next round
-        attempt["started_at"] = None
-        job.attempts_json = json.dumps([*done, attempt])
-        job.admitted_at = None
-        job.queue_reason = f"waiting: the Ray Jobs API did not take the job yet ({exc}); the queue tries again"
-        s.commit()
-        return
-    except Exception as exc:  # the Jobs API refused it: the job is stored, and failed
-        s.commit()
-        set_status(s, job, "failed", error=f"the Ray Jobs API did not take the job: {exc}")
-        return
-    s.commit()
 
 
 def cancel_job(s: Session, ray: RayJobs, job: Job) -> Job:
@@ -279,7 +243,7 @@ def resume_job(s: Session, ray: RayJobs, job: Job, *, by: str = "user") -> Job:
     set_status(s, job, "queued")
     job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
     job.queue_reason = "waiting for the queue"
-    _ask_attempt(job, by, "resumed by hand")
+    ask_attempt(job, by, "resumed by hand")
     s.commit()
     return job
 
@@ -303,7 +267,7 @@ def rerun_job(s: Session, job: Job, *, by: str) -> Job:
     job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
     job.queue_reason = "waiting for the queue"
     what = f"{failed} failed trial{'s' * (failed != 1)}" if failed else "its unfinished trials"
-    _ask_attempt(job, by, f"rerun of {what}", mode="rerun")
+    ask_attempt(job, by, f"rerun of {what}", mode="rerun")
     s.commit()
     return job
 
@@ -325,7 +289,7 @@ def extend_job(s: Session, job: Job, *, repeats: int, by: str, max_trials: int) 
     job.spec_json, job.n_trials = grown.model_dump_json(), n_trials
     job.admitted_at, job.auto_resumes, job.next_attempt_at = None, 0, None
     job.queue_reason = "waiting for the queue"
-    _ask_attempt(job, by, f"{repeats} more repeat{'s' * (repeats != 1)} (repeats {spec.repeats} → {grown.repeats})",
+    ask_attempt(job, by, f"{repeats} more repeat{'s' * (repeats != 1)} (repeats {spec.repeats} → {grown.repeats})",
                  mode="extend")
     s.commit()
     return job
@@ -397,107 +361,13 @@ def _lost(s: Session, job: Job, why: str, settings: Settings) -> Job:
     if job.status == "running":  # else admitted, and lost before Ray started it: still queued
         set_status(s, job, "queued")
     job.error, job.admitted_at = None, None
-    _ask_attempt(job, "service", f"Ray lost the job's driver: {why[:300]}")
+    ask_attempt(job, "service", f"Ray lost the job's driver: {why[:300]}")
     job.next_attempt_at = utcnow() + timedelta(seconds=delay)
     job.queue_reason = (f"Ray lost the job's driver ({why[:300]}): resumes automatically "
                         f"({job.auto_resumes} of {settings.auto_resume_attempts}) after {delay:g} s")
     s.commit()
     log.warning("job %s: %s", job.id, job.queue_reason)
     return job
-
-
-def _candidate(job: Job, cpu_only: bool) -> Candidate:
-    spec = GridSpec.model_validate_json(job.spec_json)
-    return Candidate(
-        job_id=job.id, user=job.owner.name, priority=job.priority, created_at=job.created_at,
-        gpus_per_trial=0.0 if cpu_only else spec.resources.gpus_per_trial,
-        cpus_per_trial=spec.resources.cpus_per_trial, n_trials=job.n_trials,
-        max_concurrent=spec.max_concurrent_trials, not_before=job.next_attempt_at,
-    )
-
-
-def user_quota(user: User, settings: Settings) -> Quota:
-    """The user's quota: the service's settings, with what an admin set for this user."""
-    default = Quota(settings.max_running_jobs_per_user, settings.max_gpus_per_user, settings.max_gpu_hours_per_user)
-    return quota_for(default, user.max_running_jobs, user.max_gpus, user.max_gpu_hours)
-
-
-def schedule(s: Session, ray: RayJobs, settings: Settings, nodes: list[NodeResources] | None) -> int:
-    """One round of the queue: admit what :func:`plan_admissions` allows, note why the rest waits.
-
-    ``nodes``: the cluster's nodes now; None when they could not be read: then jobs are admitted on
-    their order and quotas alone if the Jobs API answers, and none if it does not. Returns the
-    number of jobs handed to Ray.
-    """
-    waiting = s.scalars(select(Job).where(Job.status == "queued", Job.admitted_at.is_(None))).all()
-    if not waiting:
-        return 0
-    if nodes is None and not ray.reachable():
-        _note(s, waiting, {job.id: "waiting: the Ray cluster does not answer" for job in waiting})
-        return 0
-    live = [n for n in nodes or [] if n.alive]
-    cpu_only = settings.cpu_fallback and not any(n.total.get("GPU", 0) for n in live)
-    holders = s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None))).all()
-    users = {job.owner.name: job.owner for job in [*waiting, *holders]}
-    since = utcnow() - timedelta(days=30)
-    answers = plan_admissions(
-        [_candidate(job, cpu_only) for job in waiting],
-        [Holding(job.owner.name, job.gpus) for job in holders],
-        {name: user_quota(user, settings) for name, user in users.items()},
-        {name: user_gpu_hours(s, user, since) for name, user in users.items()},
-        # a node that has not reported its usage yet (available empty): taken as wholly free
-        [n.available or n.total for n in live] if settings.admit_on_free_resources and nodes is not None else None,
-        now=utcnow(), total_gpus=sum(n.total.get("GPU", 0.0) for n in live) if nodes is not None else None,
-    )
-    by_id = {job.id: job for job in waiting}
-    admitted = 0
-    for answer in answers:
-        job = by_id[answer.job_id]
-        if not answer.admit:
-            continue
-        previous = _claim(s, job)
-        if previous is False:
-            continue  # another round (a submit's, the loop's, another server's) took it first
-        job.gpus = answer.gpus
-        _cap_concurrency(job, answer.max_concurrent)
-        _start(s, ray, job, previous)
-        admitted += job.status == "queued" and job.admitted_at is not None
-    _note(s, waiting, {a.job_id: a.reason for a in answers if not a.admit})
-    return admitted
-
-
-def _claim(s: Session, job: Job) -> str | None | bool:
-    """Take the queued job for this round, in one conditional UPDATE: of rounds running at once, one wins.
-
-    The job's Ray job id is cleared in the same UPDATE, so that nothing reconciles it with its previous
-    Ray job (which ended: a resumed or extended job would read as ended too) before its new one exists.
-    Returns False when another round took it, else its previous Ray job id (None for a first attempt).
-    """
-    previous = job.ray_job_id
-    taken = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued", Job.admitted_at.is_(None))
-                      .values(admitted_at=utcnow(), ray_job_id=None)
-                      .execution_options(synchronize_session=False)).rowcount
-    s.commit()
-    s.refresh(job)
-    return previous if taken == 1 else False
-
-
-def _cap_concurrency(job: Job, max_concurrent: int | None) -> None:
-    """The driver keeps to the trials at once the queue granted (the user's GPU quota)."""
-    spec = json.loads(job.spec_json)
-    if max_concurrent is not None and spec.get("max_concurrent_trials") != max_concurrent:
-        spec["max_concurrent_trials"] = max_concurrent
-        job.spec_json = json.dumps(spec)
-
-
-def _note(s: Session, jobs: Iterable[Job], reasons: dict[str, str | None]) -> None:
-    changed = False
-    for job in jobs:
-        if job.id in reasons and job.queue_reason != reasons[job.id]:
-            job.queue_reason = reasons[job.id]
-            changed = True
-    if changed:
-        s.commit()
 
 
 def reconcile_active(s: Session, ray: RayJobs, settings: Settings | None = None) -> int:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from api.admission import schedule, user_quota
 from api.cluster import alive_totals
 from api.deps import CurrentUser, Services, ServicesDep, SessionDep
 from api.jobstore import count_running, echoed, find_by_key, get_job, hash_request, list_jobs
@@ -28,9 +29,7 @@ from api.service import (
     reconcile,
     rerun_job,
     resume_job,
-    schedule,
     server_spec,
-    user_quota,
 )
 from api.settings import Settings
 from api.status import JobStatus

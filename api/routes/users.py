@@ -7,12 +7,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
+from api.admission import user_quota
 from api.auth import QUOTA_FIELDS, InvalidUserName, UserNotFound, set_quota
 from api.deps import CurrentUser, ServicesDep, SessionDep
 from api.jobstore import echoed
 from api.models import User
 from api.problems import Problem
-from api.service import user_quota
 
 __all__ = ["router"]
 

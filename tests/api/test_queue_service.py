@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from api.admission import schedule
 from api.auth import set_quota
 from api.jobstore import replace_trials, set_status
 from api.models import utcnow
@@ -30,7 +31,6 @@ from api.service import (
     reconcile,
     rerun_job,
     resume_job,
-    schedule,
 )
 from api.settings import Settings
 from api.testing import UNRUNNABLE_GRID

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from api.admission import schedule
 from api.runner import RayJobs
-from api.service import accept_grid, reconcile, schedule
+from api.service import accept_grid, reconcile
 from api.settings import Settings
 from api.testing import UNRUNNABLE_GRID
 from tests.helpers.jobs import result_row
