@@ -29,7 +29,8 @@ from adf_service.modalities import MODALITIES
 from adf_service.train import SearchConfig, TrainConfig
 from adf_service.yamldoc import DocumentProblem, Loc, dotted
 from trials.expand import ray_trial_counts
-from trials.spec import GridSpec, ResourceSpec
+from trials.grid_sections import ResourceSpec
+from trials.spec import GridSpec
 
 __all__ = [
     "BASELINE_LAYER",

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trials.checks import describe_amounts, describe_nodes, fits
-from trials.spec import ResourceSpec
+from trials.grid_sections import ResourceSpec
 from trials.storage import JobStorage
 
 __all__ = [

@@ -22,7 +22,8 @@ from typing import Any
 
 from trials.config import BOHB_HYPERPARAMETERS, TrialConfig
 from trials.epochs import read_epochs
-from trials.spec import BohbSpec, GridSpec
+from trials.grid_sections import BohbSpec
+from trials.spec import GridSpec
 from trials.storage import JobStorage
 
 __all__ = [

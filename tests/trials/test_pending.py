@@ -16,6 +16,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from api.testing import ADF
+from trials.grid_sections import ResourceSpec
 from trials.pending import (
     GRACE_ENV,
     PENDING_FILE,
@@ -25,7 +26,7 @@ from trials.pending import (
     read_pending,
 )
 from trials.pipeline import run_grid
-from trials.spec import ResourceSpec, parse_grid
+from trials.spec import parse_grid
 from trials.storage import JobStorage
 
 pytestmark = pytest.mark.ray

@@ -20,10 +20,11 @@ from adf_service.space import SearchSpace
 from api.cli import app
 from trials.config import Setting, TrialConfig
 from trials.expand import TransferError, stage_counts, transfer_trials, trial_seed
+from trials.grid_sections import TrainHyper
 from trials.jobs import make_trial_job
 from trials.report import job_sections, render_markdown, transfer_table
 from trials.results import RESULT_SCHEMA, trial_rows, write_tables
-from trials.spec import GridSpecError, TrainHyper, parse_grid, transfer_source_problem
+from trials.spec import GridSpecError, parse_grid, transfer_source_problem
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 CHANNELS = 8  # the fusion cells' C in the source job
