@@ -1,6 +1,6 @@
 """Orchestration overhead: how fully the pipeline's own Tune configuration keeps GPU slots busy.
 
-The Tuner is ``trials.pipeline``'s own (``_main_tuner``: its TuneConfig with ``reuse_actors`` and
+The Tuner is ``trials.pipeline``'s own (``main_tuner``: its TuneConfig with ``reuse_actors`` and
 the NewestPendingFirst scheduler, its RunConfig with a checkpoint every epoch and FailureConfig,
 the per-trial resources ``_trial_resources`` asks for, the StageProgress callback); only the
 trainable differs: a StageTrainable whose job sleeps ``--epoch-seconds`` per epoch instead of
@@ -42,11 +42,12 @@ from ray.tune.schedulers import FIFOScheduler
 
 from adf_service.train import Runtime
 from trials.config import TrialConfig
-from trials.pipeline import NewestPendingFirst, _main_tuner, _Run, _trial_resources
+from trials.pipeline import _trial_resources
 from trials.progress import StageProgress
 from trials.spec import parse_grid
 from trials.storage import JobStorage
 from trials.trainable import StageTrainable
+from trials.tuners import NewestPendingFirst, TunerRun, main_tuner
 
 GRID = """
 name: orchestration
@@ -145,13 +146,13 @@ def measure(args: argparse.Namespace, label: str, reuse_actors: bool) -> Measure
             spec = parse_grid(GRID.format(store=root, storage=root))
             storage = JobStorage.of(root, "orchestration")
             storage.create()
-            run = _Run(spec, storage, _trial_resources(spec), resume=False, max_failures=2)
+            run = TunerRun(spec, storage, _trial_resources(spec), resume=False, max_failures=2)
             trials = sleeping_trials(args.trials, args.epochs, args.epoch_seconds, root)
             started = time.perf_counter()
             timeline = Timeline(started)
             progress = StageProgress({"baselines": len(trials)}, storage=storage, enabled=False)
             with progress:
-                tuner = _main_tuner(run, trials, [progress, timeline], SleepTrainable, reuse_actors=reuse_actors)
+                tuner = main_tuner(run, trials, [progress, timeline], SleepTrainable, reuse_actors=reuse_actors)
                 grid = tuner.fit()
             makespan = time.perf_counter() - started
             busy = sum(r.metrics.get("time_total_s", 0.0) for r in grid)

@@ -8,10 +8,10 @@ from ray import tune
 
 from trials.config import TUNE_KEY
 from trials.expand import baseline_trials, search_trials
-from trials.pipeline import _grid_tune_config, _main_tuner, _Run, _run_config
 from trials.spec import parse_grid
 from trials.storage import JobStorage
 from trials.trainable import StageTrainable
+from trials.tuners import TunerRun, grid_tune_config, main_tuner, run_config
 
 GRID = """
 name: reuse
@@ -58,9 +58,9 @@ def test_a_reused_actor_runs_a_search_exactly_as_a_fresh_actor_did(local_ray, st
     between = replace(baseline_trials(spec)[0], deterministic=True, seed=search.seed + 1)
     again = replace(search, trial_key=f"{search.trial_key}-again")
     storage = JobStorage.of(str(tmp_path), "reuse")
-    run = _Run(spec, storage, {"cpu": 1, "gpu": 0}, resume=False, max_failures=0)
+    run = TunerRun(spec, storage, {"cpu": 1, "gpu": 0}, resume=False, max_failures=0)
     finals = Finals()
-    grid = _main_tuner(run, [search, between, again], [finals]).fit()
+    grid = main_tuner(run, [search, between, again], [finals]).fit()
 
     assert grid.num_errors == 0
     assert finals.order == [search.trial_key, between.trial_key, again.trial_key]
@@ -89,8 +89,8 @@ def test_trials_of_two_resource_shapes_never_share_a_worker(local_ray, store, tm
     tuner = tune.Tuner(
         tune.with_resources(StageTrainable, resources),
         param_space={TUNE_KEY: tune.grid_search([t.to_dict() for t in trials])},
-        tune_config=_grid_tune_config(None),
-        run_config=_run_config("shapes", str(tmp_path), [finals], 0),
+        tune_config=grid_tune_config(None),
+        run_config=run_config("shapes", str(tmp_path), [finals], 0),
     )
     assert tuner.fit().num_errors == 0
 
