@@ -24,6 +24,7 @@ attempt), checks the job store's integrity and that the usage accounting counts 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -79,6 +80,7 @@ class Report:
     kills: list[Kill] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # kinds with no process to kill at their turn
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> final status
+    errors: dict[str, str | None] = field(default_factory=dict)  # job id -> its error, for a job not succeeded
     rows: int = 0
     problems: list[str] = field(default_factory=list)
     lost_gpu_seconds: float = 0.0
@@ -314,6 +316,7 @@ class Schedule:
             jobs = self.statuses()
             if all(j["status"] in FINAL for j in jobs.values()):
                 self.report.jobs = {job_id: j["status"] for job_id, j in jobs.items()}
+                self.report.errors = {job_id: j.get("error") for job_id, j in jobs.items() if j["status"] != "succeeded"}
                 return
             if time.time() > deadline:
                 waiting = {k: (j["status"], j.get("queue_reason"), j.get("notice"),
@@ -331,7 +334,7 @@ def check(run: Schedule) -> None:
     report = run.report
     for job_id, status in report.jobs.items():
         if status != "succeeded":
-            report.problems.append(f"job {job_id} ended {status}")
+            report.problems.append(f"job {job_id} ended {status}: {(report.errors.get(job_id) or '')[:2000]}")
             continue
         rows = run._retry(lambda j=job_id: run.client.get(f"/v1/jobs/{j}/results")).json()
         report.rows += len(rows)
@@ -342,7 +345,8 @@ def check(run: Schedule) -> None:
         if len(set(keys)) != len(keys):
             report.problems.append(f"job {job_id}: a trial's row more than once")
         if any(r["status"] != "succeeded" for r in rows):
-            report.problems.append(f"job {job_id}: failed rows {[r['trial_key'] for r in rows if r['status'] != 'succeeded']}")
+            report.problems.append(f"job {job_id}: failed rows "
+                                   f"{[(r['stage'], r['trial_key'], r['error']) for r in rows if r['status'] != 'succeeded']}")
         tables = run.shared / job_id / "results"
         stored = {(r["stage"], r["trial_id"]) for stage in EXPECTED
                   for r in pq.read_table(tables / f"{stage}.parquet").to_pylist()}
@@ -394,11 +398,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="run under this directory and keep it (tables, Tune state, logs)")
     args = parser.parse_args()
     from adf_service.features import generate_synthetic_store
 
-    with tempfile.TemporaryDirectory(prefix="adf-faults-") as tmp, throwaway_server("system") as postgres:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        postgres = stack.enter_context(throwaway_server("system"))
+        if args.keep:
+            root = args.keep
+            root.mkdir(parents=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adf-faults-")))
         store = root / "data" / "store"
         generate_synthetic_store(store, n_train=48, n_test=24, n_classes=3, seed=4, channels=(8, 8, 4), spatial=(2, 4, 4))
         report = run_schedule(root, store, postgres, kills=args.kills, seed=args.seed)
