@@ -18,6 +18,7 @@ from api.admission import schedule
 from api.cluster import ClusterUnavailable, NodeResources, cluster_view
 from api.db import make_engine, make_sessionmaker, upgrade
 from api.deps import Services, ServicesDep
+from api.hosts import HostCheck
 from api.notify import deliver_due
 from api.problems import install_problem_handlers
 from api.routes import compare, jobs, logs, me, results, usage, users
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    if (hosts := settings.answered_hosts()) is not None:
+        app.add_middleware(HostCheck, allowed=hosts)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

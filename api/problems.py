@@ -32,7 +32,7 @@ class Problem(Exception):
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
     409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
-    422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
+    421: "Misdirected request", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
     503: "Service unavailable",
 }
 

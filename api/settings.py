@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         "when ray_address is not set."
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    allowed_hosts: list[str] | None = Field(
+        None, description="Host header names the server answers (JSON list, e.g. '[\"adf.example.org\"]'; a "
+        "port is ignored; '*': any). Default: with auth 'local' the loopback names (localhost, 127.0.0.1, ::1), "
+        "against DNS rebinding; with tokens, any."
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
     max_grid_trials: int = Field(
         2000, ge=1, description="Largest number of trials one submitted grid may expand to."
@@ -161,6 +166,12 @@ class Settings(BaseSettings):
     def storage_dir(self) -> str:
         """Root of the jobs' storage (a path or a pyarrow URI): ``storage``, else ``{data_dir}/runs``."""
         return self.storage if self.storage is not None else str(self.data_dir.resolve() / "runs")
+
+    def answered_hosts(self) -> list[str] | None:
+        """The Host names requests may carry (api/hosts.py); None: any."""
+        if self.allowed_hosts is not None:
+            return None if "*" in self.allowed_hosts else self.allowed_hosts
+        return list(LOOPBACK_HOSTS) if self.auth == "local" else None
 
     def check_bind(self, host: str) -> None:
         """Refuse to serve ``auth="local"`` (no tokens, everyone is admin) beyond this machine."""

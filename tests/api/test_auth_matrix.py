@@ -134,7 +134,7 @@ def matrix(tmp_path_factory) -> Matrix:
         answers = {}
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://adf", timeout=120) as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
                 for route in ROUTES:
                     for identity in IDENTITIES:
                         answer = await client.request(**request_of(route, job_id, headers.get(identity)))

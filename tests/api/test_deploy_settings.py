@@ -21,7 +21,7 @@ def test_public_urls_and_the_driver_command_reach_the_answers_and_the_ray_job(ra
 
     async def submit() -> httpx.Response:
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adf") as client:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
                 return await client.post("/v1/jobs", json=UNRUNNABLE_GRID)
 
     answer = asyncio.run(submit())

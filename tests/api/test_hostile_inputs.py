@@ -109,7 +109,7 @@ def probe_of(case: dict) -> Probe:
 def raw_request(port: int, probe: Probe) -> tuple[int, str, bytes]:
     """The probe written to a socket as it is (no client normalises its path or checks its length):
     status, content type, body of the answer, read until the server closes."""
-    head = f"{probe.method} {probe.url} HTTP/1.1\r\nHost: adf\r\nConnection: close\r\n"
+    head = f"{probe.method} {probe.url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in probe.headers.items())
     if probe.content and "content-length" not in probe.headers:
         head += f"content-length: {len(probe.content)}\r\n"

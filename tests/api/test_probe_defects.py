@@ -46,7 +46,7 @@ def call(settings: Settings, *requests: tuple[str, str, dict]) -> list[httpx.Res
     async def run() -> list[httpx.Response]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://adf", timeout=60) as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
                 return await asyncio.gather(*(client.request(m, url, **kw) for m, url, kw in requests))
 
     return asyncio.run(run())
@@ -131,7 +131,7 @@ def test_healthz_answers_while_a_grid_is_being_read_and_a_slow_read_is_refused(d
     async def run() -> tuple[httpx.Response, float, httpx.Response]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://adf", timeout=60) as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
                 post = asyncio.ensure_future(client.post("/v1/jobs", content=b"name: slow\n",
                                                          headers={"content-type": "application/yaml"}))
                 await asyncio.sleep(0.3)  # the parse has started
@@ -173,7 +173,7 @@ def uvicorn_server(data_dir) -> Iterator[int]:
 def raw_get(port: int, path: str) -> tuple[str, dict[str, str], bytes]:
     """GET over a plain socket (httpx refuses URLs over 64 KiB): status line, headers, body."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: adf\r\nConnection: close\r\n\r\n".encode())
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := connection.recv(65536):
             data += chunk
