@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.admission import schedule, user_quota
+from api.bodies import read_body
 from api.cluster import alive_totals
 from api.deps import CurrentUser, Services, ServicesDep, SessionDep
 from api.jobstore import count_running, echoed, find_by_key, get_job, hash_request, list_jobs
@@ -111,13 +112,7 @@ def _checked_grid(body: bytes, media: str, settings: Settings) -> tuple[GridSpec
 
 async def _read_grid(request: Request, services: Services) -> tuple[GridSpec, str]:
     settings = services.settings
-    limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"the body has {int(declared):,} bytes, more than the limit of {limit:,}")
-    body = await request.body()
-    if len(body) > limit:
-        raise Problem(413, f"the body has {len(body):,} bytes, more than the limit of {limit:,}")
+    body = await read_body(request, settings.max_upload_bytes)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Off the event loop (so /healthz and every other request go on), in threads of their own
     # (so slow bodies cannot take the store's), within a time budget: a body that is still being

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api.admission import user_quota
 from api.auth import QUOTA_FIELDS, InvalidUserName, UserNotFound, set_quota
+from api.bodies import read_body
 from api.deps import CurrentUser, ServicesDep, SessionDep
 from api.jobstore import echoed
 from api.models import User
@@ -72,7 +73,7 @@ async def put_quota(name: str, request: Request, user: CurrentUser, services: Se
     if not user.is_admin:
         raise Problem(403, "only an admin may set quotas")
     try:
-        body = QuotaIn.model_validate_json(await request.body())
+        body = QuotaIn.model_validate_json(await read_body(request, services.settings.max_upload_bytes))
     except ValidationError as exc:
         errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "line": None}
                   for e in exc.errors()]
