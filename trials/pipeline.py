@@ -124,10 +124,22 @@ def _collect(
     for result in grid:
         trial = TrialConfig.of_tune(result.config) or by_key[Path(result.path).name]
         final = result.metrics if result.metrics and result.metrics.get("done") else None
-        error = None if final else repr(result.error) if result.error else None
+        error = None if final else repr(result.error) if result.error else _ended_without_result(result)
         trial_id = (result.metrics or {}).get("trial_id") or trial.trial_key
         rows.extend(trial_rows(job_id, trial_id, trial, final, error, backbone_params).values())
     return rows
+
+
+def _ended_without_result(result: tune.Result) -> str:
+    """What a trial Tune ended with neither its final result nor an error reached: where it stopped, in
+    its row's error and in the driver's log (docs/reliability.md: the fault schedule met one once)."""
+    last = result.metrics or {}
+    where = (f"its last result was {last['phase']} epoch {last['epoch']}/{last['epochs']}" if "epoch" in last
+             else "it reported no epoch")
+    logger.warning("%s: Tune ended the trial without its final result or an error; %s (training_iteration %s)",
+                   result.path, where, last.get("training_iteration"))
+    return (f"the trial ended without its final result and without an error: {where}; "
+            "`adf-service rerun --failed` runs it again")
 
 
 def run_grid(

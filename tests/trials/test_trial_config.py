@@ -123,3 +123,23 @@ def test_a_setting_is_the_thesis_s_disc_i_c():
     setting = Setting("S2", "topk", 2, 3)
     assert setting.to_dict() == {"operators": "S2", "discretization": "topk", "n_inputs": 2, "n_cells": 3}
     assert Setting.from_dict(setting.to_dict()) == setting
+
+
+def test_a_trial_tune_ended_without_its_final_result_or_an_error_says_where_it_stopped(smoke, caplog):
+    from ray.tune import Result
+
+    from trials.pipeline import _collect
+
+    trial = search_trials(smoke)[0]
+    stopped = {"trial": trial.to_dict(), "phase": "evaluation", "epoch": 3, "epochs": 8, "training_iteration": 5,
+               "done": False, "trial_id": "t9"}
+    results = [Result(metrics=stopped, checkpoint=None, error=None, path=f"/runs/job/{trial.trial_key}"),
+               Result(metrics={}, checkpoint=None, error=None, path=f"/runs/job/{trial.trial_key}")]
+    with caplog.at_level("WARNING", logger="trials.pipeline"):
+        rows = _collect("job", results, [trial], None)
+    assert [r["status"] for r in rows] == ["failed"] * 4
+    assert rows[0]["error"] == rows[1]["error"] == (
+        "the trial ended without its final result and without an error: its last result was evaluation "
+        "epoch 3/8; `adf-service rerun --failed` runs it again")
+    assert "it reported no epoch" in rows[2]["error"] and rows[2]["trial_id"] == trial.trial_key
+    assert f"/runs/job/{trial.trial_key}: Tune ended the trial without" in caplog.text
