@@ -152,7 +152,18 @@ class ResumableHyperBandForBOHB(HyperBandForBOHB):
     re-added to fresh brackets, and a trial paused at a rung of a bracket that never fills
     again waits forever (Tune then idles with nothing running). When nothing runs and
     nothing is pending, the oldest paused trial is resumed instead.
+
+    Its brackets are hpbandster's (the thesis' BOHB) and :func:`trials.expand.bohb_samples`'s:
+    ``s_max = floor(log_eta(max_t))``. Ray rounds the logarithm instead, which for e.g. max_t = 50,
+    eta = 3 makes a fifth bracket of 81 configurations that the grid's sample count never fills.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        s_max = 0
+        while self._eta ** (s_max + 1) <= self._max_t_attr:  # integer-exact floor(log_eta(max_t))
+            s_max += 1
+        self._s_max_1 = s_max + 1  # Ray's bracket sizes (_get_n0) read it when a bracket is made
 
     def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True):
         trial = super().choose_trial_to_run(tune_controller, allow_recurse)

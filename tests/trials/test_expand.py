@@ -166,3 +166,17 @@ def test_deterministic_reaches_every_trial_and_the_runtime_it_builds(tmp_path):
     baseline = next(t for t in trials if t.stage == "baselines")
     job = make_trial_job(baseline.to_dict() | {"store": str(store.path)})
     assert job.run.runtime.deterministic is True
+
+
+@pytest.mark.parametrize(("min_epochs", "max_epochs", "eta"), [(2, 70, 3), (1, 50, 3), (1, 8, 2), (3, 26, 3), (1, 3, 4)])
+def test_the_bohb_scheduler_makes_the_brackets_bohb_samples_counts(min_epochs, max_epochs, eta):
+    """The scheduler Tune runs fills exactly the brackets the grid's sample count is made of (Ray's
+    own HyperBand rounds log_eta(max_t): for 1..50 at eta 3 it made a bracket of 81 never filled)."""
+    from trials.bohb import ResumableHyperBandForBOHB
+
+    scheduler = ResumableHyperBandForBOHB(time_attr="budget", max_t=max_epochs // min_epochs, reduction_factor=eta,
+                                          metric="val_loss", mode="min")
+    brackets = [scheduler._get_n0(s) for s in range(scheduler._s_max_1 - 1, -1, -1)]
+    for iterations in (1, len(brackets), 2 * len(brackets) + 1):
+        cycles, rest = divmod(iterations, len(brackets))
+        assert cycles * sum(brackets) + sum(brackets[:rest]) == bohb_samples(min_epochs, max_epochs, eta, iterations)
