@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.jobstore import set_status
 from api.models import Job, User, utcnow
 from api.queue import Candidate, Holding, Quota, plan_admissions, quota_for
-from api.runner import RayJobs, RayUnavailable
+from api.runner import AGENT_WAIT_SECONDS, RayJobNotFound, RayJobs, RayUnavailable
 from api.service import ask_attempt, attempts
 from api.settings import Settings
 from api.status import ACTIVE_STATUSES
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["schedule", "user_quota"]
 
 log = logging.getLogger(__name__)
+
+# A round hands a claimed job to Ray within this (stopping its previous Ray job, then waiting up to
+# AGENT_WAIT_SECONDS for an agent); a claim older than this, with no Ray job stored, was stranded.
+CLAIM_GRACE_SECONDS = 3 * AGENT_WAIT_SECONDS + 60
 
 
 def _candidate(job: Job, cpu_only: bool) -> Candidate:
@@ -60,6 +64,7 @@ def schedule(s: Session, ray: RayJobs, settings: Settings, nodes: list[NodeResou
     their order and quotas alone if the Jobs API answers, and none if it does not. Returns the
     number of jobs handed to Ray.
     """
+    _recover_stranded(s, ray)
     waiting = s.scalars(select(Job).where(Job.status == "queued", Job.admitted_at.is_(None))).all()
     if not waiting:
         return 0
@@ -169,3 +174,47 @@ def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
         set_status(s, job, "failed", error=f"the Ray Jobs API did not take the job: {exc}")
         return
     s.commit()
+
+
+def _handed_attempt(job: Job) -> int:
+    """The attempt a round gives Ray for the job (:func:`_start`): the asked one, else the next."""
+    asked = attempts(job)
+    if asked and asked[-1].get("started_at") is None:
+        return asked[-1]["attempt"]
+    return max([0, *(a["attempt"] for a in asked)]) + 1
+
+
+def _recover_stranded(s: Session, ray: RayJobs) -> None:
+    """Claims a round never finished: a job claimed (``admitted_at``) whose Ray job was never stored,
+    because the server or its database stopped between the claim and the commit after the submission.
+    Left so, the job would stay queued for good (no round takes a claimed job, nothing reconciles a
+    job without a Ray job); the fault schedule (bench/faults.py) met one. The submission id of an
+    attempt is fixed (``<job>-<attempt>``), so Ray says which: the driver was started (the job follows
+    it) or not (the claim is released and the next round starts the attempt)."""
+    cutoff = utcnow() - timedelta(seconds=CLAIM_GRACE_SECONDS)
+    stranded = s.scalars(select(Job).where(Job.status == "queued", Job.admitted_at.is_not(None),
+                                           Job.admitted_at < cutoff, Job.ray_job_id.is_(None))).all()
+    for job in stranded:
+        number = _handed_attempt(job)
+        submission = f"{job.id}-{number}"
+        try:
+            ray.state(submission)
+        except RayUnavailable:  # the next round asks again
+            continue
+        except RayJobNotFound:
+            log.warning("job %s: claimed by a round that did not finish, and Ray has no %s: queued again",
+                        job.id, submission)
+            job.admitted_at = None
+            job.queue_reason = "waiting: a round of the queue stopped while handing the job to Ray; it tries again"
+            s.commit()
+            continue
+        if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
+            ask_attempt(job, "service", "admitted")
+        *done, attempt = attempts(job)
+        attempt["started_at"] = job.admitted_at.isoformat()
+        job.attempts_json = json.dumps([*done, attempt])
+        job.ray_job_id, job.queue_reason, job.next_attempt_at = submission, None, None
+        log.warning("job %s: a round of the queue stopped after starting Ray job %s: the job follows it",
+                    job.id, submission)
+        s.commit()
+

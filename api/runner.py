@@ -116,6 +116,10 @@ class RayJobs:
             except OSError as exc:  # no answer at all: a head that is gone or restarting
                 raise RayUnavailable(f"Ray Jobs API at {self.address}: no answer ({type(exc).__name__})") from None
             except RuntimeError as exc:
+                if f"submission_id {submission_id} already exists" in str(exc):
+                    # This attempt's driver was started by an earlier call whose answer was lost (a
+                    # dropped connection, a server stopped before it stored it): it is the job's
+                    return submission_id
                 # A head that just started answers 500 until its dashboard agent registers.
                 if "No available agent" not in str(exc):
                     raise

@@ -292,3 +292,43 @@ def test_an_extension_adds_repeats_to_a_succeeded_jobs_spec_for_a_driver_that_ru
         assert (tmp_path / f"{job.id}-3.args").read_text().split() == [job.id, "--attempt", "3", "--extend"]
     finally:
         stop_all(ray, job)
+
+
+def test_a_claim_whose_round_stopped_is_recovered_from_what_ray_has(session, ray, settings, alice, tmp_path):
+    """A server (or its database) that stops between claiming a job and storing its Ray job leaves the job
+    claimed with no Ray job (the fault schedule met one, queued for good). The next round asks Ray for
+    the attempt's fixed submission id: the job follows the driver that was started, or is queued again."""
+    from sqlalchemy import update
+
+    from api.admission import CLAIM_GRACE_SECONDS, _claim
+    from api.models import Job
+
+    started, never = submit(session, ray, settings, alice, "started"), submit(session, ray, settings, alice, "never")
+    for job in (started, never):  # the round's claim, committed; then the server stopped
+        assert _claim(session, job) is not None
+    ray.submit(started.id, started.spec_json, attempt=1, resume=False)  # ... after handing one to Ray
+    session.execute(update(Job).values(admitted_at=utcnow() - timedelta(seconds=CLAIM_GRACE_SECONDS + 1)))
+    session.commit()
+    assert schedule(session, ray, settings, [gpu_node(), gpu_node()]) == 1  # never's attempt, this round
+    try:
+        for job in (started, never):
+            session.refresh(job)
+            assert (job.status, job.ray_job_id, job.queue_reason) == ("queued", f"{job.id}-1", None)
+            assert [a["attempt"] for a in attempts(job)] == [1] and attempts(job)[0]["started_at"]
+            wait_until(lambda j=job: reconcile(session, ray, j, settings).status == "running")
+        driver_pid(tmp_path, started.id, 1)  # one driver each: started's was not submitted again
+        assert not (tmp_path / f"{started.id}-2.pid").exists()
+        # A submission whose answer was lost, made again, is the same driver's
+        assert ray.submit(started.id, started.spec_json, attempt=1, resume=False) == f"{started.id}-1"
+    finally:
+        stop_all(ray, started, never)
+
+
+def test_a_fresh_claim_is_left_to_its_round(session, ray, settings, alice):
+    from api.admission import _claim
+
+    job = submit(session, ray, settings, alice, "fresh")
+    assert _claim(session, job) is not None  # a round (of another server) is handing it to Ray now
+    assert schedule(session, ray, settings, [gpu_node()]) == 0
+    session.refresh(job)
+    assert job.admitted_at is not None and job.ray_job_id is None
