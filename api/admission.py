@@ -4,7 +4,9 @@
 hold, each user's quota and usage, the cluster's free resources), takes each admitted job in one
 conditional UPDATE (of rounds running at once, in one server or several, one wins) and hands it to
 Ray; the others keep, as their ``queue_reason``, why they wait. The routes run a round after every
-submission and the app's loop every few seconds (api/app.py).
+submission and the app's loop every few seconds (api/app.py). A claim whose round never finished
+(its server or database stopped before the Ray job was stored) is settled by a later round from
+what Ray has (:func:`_recover_stranded`).
 """
 
 from __future__ import annotations
