@@ -5,11 +5,12 @@ server (then restarted) and PostgreSQL (then restarted). Every job must end `suc
 trial's row exactly once and the store's rows equal to its Parquet tables, the job store consistent,
 and the usage accounting must count the lost work.
 
-Marked `slow` (`make test-slow`, about 10 minutes), not yet `cluster`: CI does not run it until it
-passes every time. Of its last four runs, one ended clean, the others found defects: two are fixed
-(a checkpoint a dead driver's snapshot named but the trial had deleted; rows imported twice at
-once on PostgreSQL), one is open: after a run of kills a search trial can end "without a result"
-(Tune's TERMINATED without the trial's final metrics; issue 16's closing note)."""
+Marked `slow` (`make test-slow`, about 7 minutes), not yet `cluster`: CI does not run it until it
+passes every time. Of its eight runs so far (docs/reliability.md, A-H), three found defects that are
+fixed (a checkpoint a dead driver's snapshot named but the trial had deleted; rows imported twice at
+once on PostgreSQL; a claim whose round PostgreSQL cut off left a job queued for good), one found a
+case still open: after a run of kills a search trial ended "without a result" (Tune ended it with
+neither its final metrics nor an error). Its row now says where Tune stopped it."""
 
 from __future__ import annotations
 
