@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from api.cluster import ClusterUnavailable, ClusterView  # noqa: E402
 from api.testing import LiveService  # noqa: E402
 from tests.helpers.local_cluster import free_port, local_cluster_run, recorded, session_members  # noqa: E402
 from tests.helpers.postgres import PostgresServer, kill_and_restart, throwaway_server  # noqa: E402
+from trials.pipeline import MAX_FAILURES  # noqa: E402
 
 KINDS = ("trial_worker", "worker_raylet", "driver", "ray_head", "api_server", "postgres")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -83,6 +85,8 @@ class Report:
     errors: dict[str, str | None] = field(default_factory=dict)  # job id -> its error, for a job not succeeded
     rows: int = 0
     problems: list[str] = field(default_factory=list)
+    # (job, trial key, Tune's failures) of a trial killed more often than MAX_FAILURES: it fails, as it must
+    exhausted: set[tuple[str, str, int]] = field(default_factory=set)
     lost_gpu_seconds: float = 0.0
     retried_trials: int = 0
     longest_recovery_s: float = 0.0
@@ -93,6 +97,8 @@ class Report:
                  f"skipped (nothing to kill at that turn): {dict(self.skipped) or 'none'}",
                  f"jobs: {len(self.jobs)}, final states {dict(Counter(self.jobs.values()))}",
                  f"result rows: {self.rows}, problems: {len(self.problems)}",
+                 f"trials failed after more than {MAX_FAILURES} failures (retries spent, rows `failed` as they must "
+                 f"be): {sorted(self.exhausted) or 'none'}",
                  f"lost GPU-seconds counted: {self.lost_gpu_seconds:.1f}, trials with more than one attempt: "
                  f"{self.retried_trials}", f"longest recovery: {self.longest_recovery_s:.1f} s"]
         return "\n".join(lines + [f"  problem: {p}" for p in self.problems])
@@ -344,9 +350,15 @@ def check(run: Schedule) -> None:
         keys = [(r["stage"], r["trial_key"]) for r in rows]
         if len(set(keys)) != len(keys):
             report.problems.append(f"job {job_id}: a trial's row more than once")
-        if any(r["status"] != "succeeded" for r in rows):
-            report.problems.append(f"job {job_id}: failed rows "
-                                   f"{[(r['stage'], r['trial_key'], r['error']) for r in rows if r['status'] != 'succeeded']}")
+        for r in rows:
+            if r["status"] == "succeeded":
+                continue
+            failures = tune_failures(run.shared / job_id / r["trial_key"])
+            if failures > MAX_FAILURES:  # killed more often than it is retried: failing it is right
+                report.exhausted.add((job_id, r["trial_key"], failures))
+            else:
+                report.problems.append(f"job {job_id}: a failed row after {failures} failure(s) of its trial: "
+                                       f"{(r['stage'], r['trial_key'], r['error'])}")
         tables = run.shared / job_id / "results"
         stored = {(r["stage"], r["trial_id"]) for stage in EXPECTED
                   for r in pq.read_table(tables / f"{stage}.parquet").to_pylist()}
@@ -358,6 +370,15 @@ def check(run: Schedule) -> None:
     if any(k.kind in ("trial_worker", "worker_raylet") for k in report.kills) and report.retried_trials == 0:
         report.problems.append("trial workers were killed, but no row counts a second attempt")
     report.longest_recovery_s = max((k.recovered_s for k in report.kills), default=0.0)
+
+
+def tune_failures(trial_dir: Path) -> int:
+    """How often Tune saw the trial fail: the highest ``Failure # n`` of its error.txt (0 without one)."""
+    try:
+        text = (trial_dir / "error.txt").read_text()
+    except OSError:
+        return 0
+    return max((int(n) for n in re.findall(r"^Failure # (\d+)", text, re.MULTILINE)), default=0)
 
 
 def integrity(conninfo: str) -> list[str]:

@@ -41,7 +41,7 @@ from trials.extend import Extension, merge_rows, plan_extension, refuse_plain_re
 from trials.job_report import write_report
 from trials.pending import PendingWatch
 from trials.progress import StageProgress
-from trials.results import environment, trial_rows, write_tables
+from trials.results import environment, error_text, trial_rows, write_tables
 from trials.reuse import REUSE_FILE, plan_reuse, read_reuse, write_reuse
 from trials.spec import GridSpec
 from trials.storage import Fenced, JobStorage, check_lease, claim_lease, read_progress
@@ -50,12 +50,13 @@ from trials.tuners import TunerRun, main_tuner, run_bohb
 from trials.usage import UsageLedger, read_usage
 
 __all__ = [
-    "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
+    "MAX_FAILURES", "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
     "run_grid",
 ]
 
 logger = logging.getLogger(__name__)
 
+MAX_FAILURES = 2  # a trial is retried from its checkpoint this many times (FailureConfig), then fails
 SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
@@ -124,7 +125,7 @@ def _collect(
     for result in grid:
         trial = TrialConfig.of_tune(result.config) or by_key[Path(result.path).name]
         final = result.metrics if result.metrics and result.metrics.get("done") else None
-        error = None if final else repr(result.error) if result.error else _ended_without_result(result)
+        error = None if final else error_text(result.error) if result.error else _ended_without_result(result)
         trial_id = (result.metrics or {}).get("trial_id") or trial.trial_key
         rows.extend(trial_rows(job_id, trial_id, trial, final, error, backbone_params).values())
     return rows
@@ -148,7 +149,7 @@ def run_grid(
     job_id: str | None = None,
     resume: bool = False,
     show_progress: bool = True,
-    max_failures: int = 2,
+    max_failures: int = MAX_FAILURES,
     callbacks: list[tune.Callback] | None = None,
     attempt: int | None = None,
     rerun_failed: bool = False,

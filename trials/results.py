@@ -26,6 +26,7 @@ __all__ = [
     "TRIAL_STATUSES",
     "best_evaluation",
     "best_of_job",
+    "error_text",
     "bohb_best",
     "environment",
     "read_table",
@@ -122,6 +123,15 @@ def trial_rows(
             row.update(status="failed", error=error or "the trial ended without a result")
         rows[table] = row
     return rows
+
+
+def error_text(error: BaseException) -> str:
+    """A failed trial's error for its row: its repr, or where that is empty (Ray's ``ActorDiedError()``)
+    its type and message on one line, cut to 500 characters."""
+    text = repr(error)
+    if text.endswith("()") and str(error).strip():
+        text = f"{type(error).__name__}: {' '.join(str(error).split())[:500]}"
+    return text
 
 
 def best_evaluation(rows: Iterable[dict[str, Any]], by: str = "test") -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from ray.tune.schedulers import FIFOScheduler
 from trials.bohb import bohb_sample_trial, bohb_trial, bohb_tuner_parts, with_base
 from trials.config import TUNE_KEY, TrialConfig
 from trials.expand import stage_counts
-from trials.results import best_evaluation, trial_rows
+from trials.results import best_evaluation, error_text, trial_rows
 from trials.spec import GridSpec
 from trials.storage import JobStorage
 from trials.trainable import StageTrainable
@@ -226,6 +226,6 @@ def run_bohb(
         trial_id = metrics.get("trial_id", "?")
         trial = bohb_sample_trial(base, trial_id, json.loads(metrics.get("sampled", "{}")))
         final = dict(metrics, done=True) if "rows" in metrics else None
-        error = repr(result.error) if result.error else None
+        error = error_text(result.error) if result.error else None
         out.append(trial_rows(storage.job_id, trial_id, trial, final, error, backbone)["bohb"])
     return out

@@ -143,3 +143,13 @@ def test_a_trial_tune_ended_without_its_final_result_or_an_error_says_where_it_s
         "epoch 3/8; `adf-service rerun --failed` runs it again")
     assert "it reported no epoch" in rows[2]["error"] and rows[2]["trial_id"] == trial.trial_key
     assert f"/runs/job/{trial.trial_key}: Tune ended the trial without" in caplog.text
+
+
+def test_a_trials_error_keeps_its_message_where_its_repr_is_empty():
+    from ray.exceptions import ActorDiedError
+
+    from trials.results import error_text
+
+    assert error_text(ValueError("bad epoch")) == "ValueError('bad epoch')"
+    assert error_text(ActorDiedError()) == "ActorDiedError: The actor died unexpectedly before finishing this task."
+    assert error_text(KeyError()) == "KeyError()"  # no message to add
