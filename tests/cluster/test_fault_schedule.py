@@ -6,7 +6,7 @@ trial's row exactly once and the store's rows equal to its Parquet tables, the j
 and the usage accounting must count the lost work.
 
 Marked `slow` (`make test-slow`, about 7 minutes), not yet `cluster`: CI does not run it until it
-passes every time. Of its eight runs so far (docs/reliability.md, A-H), three found defects that are
+passes every time. Of its eleven runs so far (docs/reliability.md, A-K), three found defects that are
 fixed (a checkpoint a dead driver's snapshot named but the trial had deleted; rows imported twice at
 once on PostgreSQL; a claim whose round PostgreSQL cut off left a job queued for good), one found a
 case still open: after a run of kills a search trial ended "without a result" (Tune ended it with
