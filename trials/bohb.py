@@ -23,7 +23,7 @@ from ray.tune.search.bohb import TuneBOHB
 from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
 
 from trials.config import BOHB_HYPERPARAMETERS, TrialConfig
-from trials.expand import trial_seed
+from trials.expand import hyperband_s_max, trial_seed
 from trials.spec import GridSpec
 from trials.trainable import StageTrainable
 from trials.warm_start import Observation
@@ -160,10 +160,9 @@ class ResumableHyperBandForBOHB(HyperBandForBOHB):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        s_max = 0
-        while self._eta ** (s_max + 1) <= self._max_t_attr:  # integer-exact floor(log_eta(max_t))
-            s_max += 1
-        self._s_max_1 = s_max + 1  # Ray's bracket sizes (_get_n0) read it when a bracket is made
+        # Ray's private attributes (checked against Ray 2.60): its bracket sizes (_get_n0) read
+        # _s_max_1 when a bracket is made; _max_t_attr is max_t.
+        self._s_max_1 = hyperband_s_max(1, self._max_t_attr, self._eta) + 1
 
     def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True):
         trial = super().choose_trial_to_run(tune_controller, allow_recurse)

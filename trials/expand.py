@@ -31,6 +31,7 @@ __all__ = [
     "all_control_names",
     "baseline_trials",
     "control_trials",
+    "hyperband_s_max",
     "setting_controls",
     "bohb_samples",
     "random_trials",
@@ -250,6 +251,15 @@ def _transferred_modalities(spec: GridSpec, store: Manifest, key: str, source: T
     return tuple(fused)
 
 
+def hyperband_s_max(min_budget: float, max_budget: float, eta: int) -> int:
+    """HyperBand's largest bracket, ``floor(log_eta(max/min))``, without a float logarithm (exact for
+    integer budgets): hpbandster's, the thesis' BOHB. Ray's HyperBand rounds the logarithm instead."""
+    s_max = 0
+    while min_budget * eta ** (s_max + 1) <= max_budget:
+        s_max += 1
+    return s_max
+
+
 def bohb_samples(min_budget: float, max_budget: float, eta: int, iterations: int) -> int:
     """How many configurations HyperBand samples in ``iterations`` iterations (Li et al. 2017).
 
@@ -258,9 +268,7 @@ def bohb_samples(min_budget: float, max_budget: float, eta: int, iterations: int
     The thesis' BOHB (min 2, max 70, η 3, 10 iterations): s_max = 3, brackets of 27, 12, 6
     and 4 configurations, 137 in all.
     """
-    s_max = 0
-    while min_budget * eta ** (s_max + 1) <= max_budget:  # integer-exact floor(log_eta)
-        s_max += 1
+    s_max = hyperband_s_max(min_budget, max_budget, eta)
     # Brackets in the order iterations run them; ceil without float rounding. Closed form over
     # the iterations: a grid's count is known before anything is expanded, however large.
     per_bracket = [-(-(s_max + 1) * eta**s // (s + 1)) for s in range(s_max, -1, -1)]

@@ -10,6 +10,7 @@ from adf_service.train import SearchConfig, TrainConfig
 from trials.expand import (
     baseline_trials,
     bohb_samples,
+    hyperband_s_max,
     random_trials,
     search_trials,
     setting_key,
@@ -48,6 +49,13 @@ def test_bohb_samples_follow_the_hyperband_bracket_formula():
     assert bohb_samples(2, 70, 3, 10) == 2 * 49 + 27 + 12
     assert bohb_samples(1, 3, 3, 1) == 3  # s_max = 1: one bracket of ceil(2/2 · 3)
     assert bohb_samples(1, 27, 3, 1) == 27  # budgets exactly a power of eta: s_max = 3
+
+
+def test_hyperband_s_max_is_the_floor_of_the_logarithm():
+    # floor(log_3(70/2)) = 3; a budget ratio exactly a power of eta counts that power; Ray's rounding
+    # of log_3(50) = 3.56 would make it 4.
+    assert [hyperband_s_max(2, 70, 3), hyperband_s_max(1, 27, 3), hyperband_s_max(1, 26, 3)] == [3, 3, 2]
+    assert [hyperband_s_max(1, 50, 3), hyperband_s_max(5, 5, 3), hyperband_s_max(1, 3, 4)] == [3, 0, 0]
 
 
 def test_bohb_samples_is_closed_form_for_any_number_of_iterations():
