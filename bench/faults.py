@@ -14,7 +14,7 @@ first (the chosen points), then kinds drawn at random, each after a random delay
 - ``api_server``: `adf-service serve` (SIGKILL), then started again over the same store;
 - ``postgres``: the database server (SIGKILL), down two seconds, then started again under the running service.
 
-After the last kill every job must end `succeeded`; then :func:`check` compares, for every job,
+After the last kill every job must end `succeeded`; then :func:`bench.fault_checks.check` compares, for every job,
 the service's rows with its Parquet tables (every trial exactly once, nothing from a killed
 attempt), checks the job store's integrity and that the usage accounting counts lost work.
 
@@ -28,28 +28,23 @@ import contextlib
 import json
 import os
 import random
-import re
 import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.cluster import ClusterUnavailable, ClusterView  # noqa: E402
 from api.testing import LiveService  # noqa: E402
+from bench.fault_checks import KINDS, Kill, Report, check  # noqa: E402
 from tests.helpers.local_cluster import free_port, local_cluster_run, recorded, session_members  # noqa: E402
 from tests.helpers.postgres import PostgresServer, kill_and_restart, throwaway_server  # noqa: E402
-from trials.pipeline import MAX_FAILURES  # noqa: E402
 
-KINDS = ("trial_worker", "worker_raylet", "driver", "ray_head", "api_server", "postgres")
 FINAL = ("succeeded", "failed", "cancelled")
 GRID = """
 name: faults-{n}
@@ -65,43 +60,6 @@ resources: {{gpus_per_trial: 1, cpus_per_trial: 1}}
 seed: {n}
 """
 EXPECTED = {"baselines": 2, "search": 2, "evaluation": 2}  # rows per job of GRID
-
-
-@dataclass
-class Kill:
-    kind: str
-    pid: int
-    what: str  # the process, in words
-    at: float  # seconds since the schedule began
-    recovered_s: float = 0.0  # until the service answered and the cluster had its GPU nodes again
-
-
-@dataclass
-class Report:
-    seed: int
-    kills: list[Kill] = field(default_factory=list)
-    skipped: Counter = field(default_factory=Counter)  # kinds with no process to kill at their turn
-    jobs: dict[str, str] = field(default_factory=dict)  # job id -> final status
-    errors: dict[str, str | None] = field(default_factory=dict)  # job id -> its error, for a job not succeeded
-    rows: int = 0
-    problems: list[str] = field(default_factory=list)
-    # (job, trial key, Tune's failures) of a trial killed more often than MAX_FAILURES: it fails, as it must
-    exhausted: set[tuple[str, str, int]] = field(default_factory=set)
-    lost_gpu_seconds: float = 0.0
-    retried_trials: int = 0
-    longest_recovery_s: float = 0.0
-
-    def table(self) -> str:
-        by_kind = Counter(k.kind for k in self.kills)
-        lines = [f"seed {self.seed}: {len(self.kills)} kills " + ", ".join(f"{k} {by_kind[k]}" for k in KINDS),
-                 f"skipped (nothing to kill at that turn): {dict(self.skipped) or 'none'}",
-                 f"jobs: {len(self.jobs)}, final states {dict(Counter(self.jobs.values()))}",
-                 f"result rows: {self.rows}, problems: {len(self.problems)}",
-                 f"trials failed after more than {MAX_FAILURES} failures (retries spent, rows `failed` as they must "
-                 f"be): {sorted(self.exhausted) or 'none'}",
-                 f"lost GPU-seconds counted: {self.lost_gpu_seconds:.1f}, trials with more than one attempt: "
-                 f"{self.retried_trials}", f"longest recovery: {self.longest_recovery_s:.1f} s"]
-        return "\n".join(lines + [f"  problem: {p}" for p in self.problems])
 
 
 def cmdline(pid: int) -> list[bytes]:
@@ -222,6 +180,10 @@ class Schedule:
                 raise TimeoutError("the service did not answer without a 5xx in time")
             time.sleep(0.5)
 
+    def results(self, job_id: str) -> list[dict]:
+        """The job's result rows through the API."""
+        return self._retry(lambda: self.client.get(f"/v1/jobs/{job_id}/results")).json()
+
     # --- kills ------------------------------------------------------------------------------------------
 
     def nodes(self) -> dict[str, int]:
@@ -313,7 +275,7 @@ class Schedule:
                   f"{kill.recovered_s} s", flush=True)
             done += 1
         self.wait_final()
-        check(self)
+        check(self.report, EXPECTED, self.results, self.shared, self.postgres.conninfo(self.database))
         return self.report
 
     def wait_final(self, timeout: float = 600) -> None:
@@ -330,76 +292,6 @@ class Schedule:
                            for k, j in jobs.items() if j["status"] not in FINAL}
                 raise TimeoutError(f"jobs not final after {timeout} s: {waiting}")
             time.sleep(1)
-
-
-def check(run: Schedule) -> None:
-    """Every job succeeded with each trial's row exactly once, the same rows in the store as in its
-    tables; the store is consistent; the usage accounting counts the lost work."""
-    import pyarrow.parquet as pq
-
-    report = run.report
-    for job_id, status in report.jobs.items():
-        if status != "succeeded":
-            report.problems.append(f"job {job_id} ended {status}: {(report.errors.get(job_id) or '')[:2000]}")
-            continue
-        rows = run._retry(lambda j=job_id: run.client.get(f"/v1/jobs/{j}/results")).json()
-        report.rows += len(rows)
-        counts = Counter(r["stage"] for r in rows)
-        if {s: counts[s] for s in EXPECTED} != EXPECTED:
-            report.problems.append(f"job {job_id}: rows per stage {dict(counts)}, expected {EXPECTED}")
-        keys = [(r["stage"], r["trial_key"]) for r in rows]
-        if len(set(keys)) != len(keys):
-            report.problems.append(f"job {job_id}: a trial's row more than once")
-        for r in rows:
-            if r["status"] == "succeeded":
-                continue
-            failures = tune_failures(run.shared / job_id / r["trial_key"])
-            if failures > MAX_FAILURES:  # killed more often than it is retried: failing it is right
-                report.exhausted.add((job_id, r["trial_key"], failures))
-            else:
-                report.problems.append(f"job {job_id}: a failed row after {failures} failure(s) of its trial: "
-                                       f"{(r['stage'], r['trial_key'], r['error'])}")
-        tables = run.shared / job_id / "results"
-        stored = {(r["stage"], r["trial_id"]) for stage in EXPECTED
-                  for r in pq.read_table(tables / f"{stage}.parquet").to_pylist()}
-        if stored != {(r["stage"], r["trial_id"]) for r in rows}:  # a killed attempt's row would differ here
-            report.problems.append(f"job {job_id}: the store's rows differ from its Parquet tables")
-        report.lost_gpu_seconds += sum(r.get("lost_gpu_seconds") or 0 for r in rows)
-        report.retried_trials += sum((r.get("attempts") or 0) > 1 for r in rows if r["stage"] != "evaluation")
-    report.problems += integrity(run.postgres.conninfo(run.database))
-    if any(k.kind in ("trial_worker", "worker_raylet") for k in report.kills) and report.retried_trials == 0:
-        report.problems.append("trial workers were killed, but no row counts a second attempt")
-    report.longest_recovery_s = max((k.recovered_s for k in report.kills), default=0.0)
-
-
-def tune_failures(trial_dir: Path) -> int:
-    """How often Tune saw the trial fail: the highest ``Failure # n`` of its error.txt (0 without one)."""
-    try:
-        text = (trial_dir / "error.txt").read_text()
-    except OSError:
-        return 0
-    return max((int(n) for n in re.findall(r"^Failure # (\d+)", text, re.MULTILINE)), default=0)
-
-
-def integrity(conninfo: str) -> list[str]:
-    """The job store's own consistency: nothing active left, every succeeded job's rows and results
-    time there, every row's job there, attempts JSON that parses, no job counted over its resumes."""
-    problems = []
-    with psycopg.connect(conninfo) as db:
-        for job_id, status, results_at, n_trials, attempts_json in db.execute(
-                "SELECT id, status, results_at, n_trials, attempts_json FROM jobs"):
-            if status in ("queued", "running"):
-                problems.append(f"store: job {job_id} still {status}")
-            json.loads(attempts_json)
-            if status == "succeeded":
-                (rows,) = db.execute("SELECT count(*) FROM trials WHERE job_id = %s", (job_id,)).fetchone()
-                if results_at is None or rows == 0:
-                    problems.append(f"store: succeeded job {job_id} without results ({rows} rows)")
-        (orphans,) = db.execute("SELECT count(*) FROM trials t LEFT JOIN jobs j ON j.id = t.job_id "
-                                "WHERE j.id IS NULL").fetchone()
-        if orphans:
-            problems.append(f"store: {orphans} rows of no job")
-    return problems
 
 
 def run_schedule(root: Path, store: Path, postgres: PostgresServer, *, kills: int, seed: int) -> Report:
