@@ -25,7 +25,7 @@ from api.jobstore import set_status
 from api.models import Job, User, utcnow
 from api.queue import Candidate, Holding, Quota, plan_admissions, quota_for
 from api.runner import AGENT_WAIT_SECONDS, RayJobNotFound, RayJobs, RayUnavailable
-from api.service import ask_attempt, attempts
+from api.service import asked_attempt, mark_attempt_started
 from api.settings import Settings
 from api.status import ACTIVE_STATUSES
 from api.usage import user_gpu_hours
@@ -148,16 +148,13 @@ def _note(s: Session, jobs: Iterable[Job], reasons: dict[str, str | None]) -> No
 def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
     """Hand the job to Ray: its asked attempt's driver, which resumes from the checkpoints unless it is the
     first; ``previous``: the job's last Ray job, stopped first."""
-    if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
-        ask_attempt(job, "service", "admitted")
-    *done, attempt = attempts(job)
+    attempt = asked_attempt(job)
     if previous:  # a driver that outlived its job's failure must not run beside the new one
         try:
             ray.stop(previous)
         except Exception as exc:  # gone with its head, or already ended: nothing to stop
             log.info("stopping Ray job %s before attempt %d: %s", previous, attempt["attempt"], exc)
-    attempt["started_at"] = utcnow().isoformat()
-    job.attempts_json = json.dumps([*done, attempt])
+    mark_attempt_started(job, utcnow())
     job.admitted_at, job.queue_reason, job.next_attempt_at = utcnow(), None, None
     # The new driver also claims the job's lease (trials/storage.py): an old one that still runs
     # somewhere stops writing as soon as it sees it.
@@ -165,8 +162,7 @@ def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
         job.ray_job_id = ray.submit(job.id, job.spec_json, attempt=attempt["attempt"], resume=attempt["attempt"] > 1,
                                     mode=attempt.get("mode"))
     except RayUnavailable as exc:  # no answer, or a head still starting: the job waits for the next round
-        attempt["started_at"] = None
-        job.attempts_json = json.dumps([*done, attempt])
+        mark_attempt_started(job, None)
         job.admitted_at = None
         job.queue_reason = f"waiting: the Ray Jobs API did not take the job yet ({exc}); the queue tries again"
         s.commit()
@@ -176,14 +172,6 @@ def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
         set_status(s, job, "failed", error=f"the Ray Jobs API did not take the job: {exc}")
         return
     s.commit()
-
-
-def _handed_attempt(job: Job) -> int:
-    """The attempt a round gives Ray for the job (:func:`_start`): the asked one, else the next."""
-    asked = attempts(job)
-    if asked and asked[-1].get("started_at") is None:
-        return asked[-1]["attempt"]
-    return max([0, *(a["attempt"] for a in asked)]) + 1
 
 
 def _recover_stranded(s: Session, ray: RayJobs) -> None:
@@ -197,8 +185,7 @@ def _recover_stranded(s: Session, ray: RayJobs) -> None:
     stranded = s.scalars(select(Job).where(Job.status == "queued", Job.admitted_at.is_not(None),
                                            Job.admitted_at < cutoff, Job.ray_job_id.is_(None))).all()
     for job in stranded:
-        number = _handed_attempt(job)
-        submission = f"{job.id}-{number}"
+        submission = f"{job.id}-{asked_attempt(job)['attempt']}"  # the attempt the round handed Ray
         try:
             ray.state(submission)
         except RayUnavailable:  # the next round asks again
@@ -210,11 +197,7 @@ def _recover_stranded(s: Session, ray: RayJobs) -> None:
             job.queue_reason = "waiting: a round of the queue stopped while handing the job to Ray; it tries again"
             s.commit()
             continue
-        if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
-            ask_attempt(job, "service", "admitted")
-        *done, attempt = attempts(job)
-        attempt["started_at"] = job.admitted_at.isoformat()
-        job.attempts_json = json.dumps([*done, attempt])
+        mark_attempt_started(job, job.admitted_at)
         job.ray_job_id, job.queue_reason, job.next_attempt_at = submission, None, None
         log.warning("job %s: a round of the queue stopped after starting Ray job %s: the job follows it",
                     job.id, submission)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -44,8 +44,8 @@ from trials.spec import GridSpec
 from trials.storage import JobStorage, read_progress
 
 __all__ = [
-    "DatasetRefused", "NothingToDo", "accept_grid", "ask_attempt", "attempts", "cancel_job", "extend_job", "import_results",
-    "place_dataset", "place_reuse", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
+    "DatasetRefused", "NothingToDo", "accept_grid", "ask_attempt", "asked_attempt", "attempts", "cancel_job", "extend_job", "import_results",
+    "mark_attempt_started", "place_dataset", "place_reuse", "place_transfer", "place_warm_start", "reconcile", "reconcile_active", "rerun_job", "resume_job",
     "server_spec",
 ]
 
@@ -216,6 +216,21 @@ def ask_attempt(job: Job, by: str, reason: str, mode: str | None = None) -> None
     asked = {"attempt": number, "at": utcnow().isoformat(), "by": by, "reason": reason,
              **({"mode": mode} if mode else {}), "started_at": None}
     job.attempts_json = json.dumps([*done, asked])
+
+
+def asked_attempt(job: Job) -> dict[str, Any]:
+    """The job's attempt that is asked and not started: the one a request asked, else one the service
+    asks now ("admitted"). The queue hands this one to Ray (api/admission.py)."""
+    if not attempts(job) or attempts(job)[-1].get("started_at") is not None:
+        ask_attempt(job, "service", "admitted")
+    return attempts(job)[-1]
+
+
+def mark_attempt_started(job: Job, at: datetime | None) -> None:
+    """Record the job's last attempt as started at ``at`` (None: it did not start after all)."""
+    *done, attempt = attempts(job)
+    attempt["started_at"] = at.isoformat() if at is not None else None
+    job.attempts_json = json.dumps([*done, attempt])
 
 
 def cancel_job(s: Session, ray: RayJobs, job: Job) -> Job:
