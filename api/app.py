@@ -55,11 +55,13 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         # a full collection walks only what requests allocate (shorter pauses in the tail).
         gc.collect()
         gc.freeze()
-        task = asyncio.create_task(_reconcile_forever(services, reconcile_every))
+        tasks = [asyncio.create_task(_reconcile_forever(services, reconcile_every)),
+                 asyncio.create_task(_notify_forever(services, reconcile_every))]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             engine.dispose()
 
     app = FastAPI(
@@ -164,7 +166,18 @@ async def _reconcile_forever(services: Services, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(run_queue, services)
-            with services.sessions() as session:  # the ends this round found are POSTed at once
-                await run_in_threadpool(deliver_due, session, services.settings)
         except Exception:
             log.exception("reconciling jobs")
+
+
+async def _notify_forever(services: Services, every: float) -> None:
+    """POST the notifications of the jobs that ended, in a loop of their own: a receiver that answers
+    late (each POST waits up to api.notify.TIMEOUT_SECONDS) or a host slow to resolve holds up
+    only the notifications after it, never the queue's rounds."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            with services.sessions() as session:
+                await run_in_threadpool(deliver_due, session, services.settings)
+        except Exception:
+            log.exception("notifying the ends of jobs")

@@ -9,9 +9,11 @@ as a receiver would (docs/rest.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from api.app import create_app
 from api.auth import get_or_create_user, issue_token
 from api.jobstore import replace_trials, set_status
 from api.models import Job, User
@@ -290,6 +293,48 @@ def test_each_user_reads_and_rotates_only_their_own_secret(db_url, tokens, tmp_p
     [after] = call(app_settings(db_url, tmp_path), get("alice"))  # call() sends its requests at once
     assert rotated.json()["secret"] not in (first.json()["secret"], bobs.json()["secret"])
     assert after.json()["secret"] == rotated.json()["secret"]
+
+
+def test_receivers_that_never_answer_do_not_hold_up_the_queue(db_url, sessions, tmp_path):
+    """Three ended jobs notify a receiver that takes the connection and never answers (each POST waits
+    TIMEOUT_SECONDS, 5 s). The queue's rounds must go on meanwhile: a job queued while those POSTs hang
+    gets its round's word (no Ray answers here) within 3 s, where one loop for both waited 15 s."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # the kernel accepts; nobody reads or answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    settings = app_settings(db_url, tmp_path).model_copy(update={"notify_allow_private": True})
+    with sessions() as s:
+        owner = get_or_create_user(s, "alice")
+        for _ in range(3):
+            ended(s, owner, url)
+    app = create_app(settings, reconcile_every=0.2)
+
+    def reason_of(job_id: str) -> str | None:
+        with sessions() as s:
+            return s.get(Job, job_id).queue_reason
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            await asyncio.sleep(1.0)  # the first notification round is waiting on the receiver
+            with sessions() as s:
+                job_id = submit(s, get_or_create_user(s, "bob"))[0].id
+            began = time.monotonic()
+            while await asyncio.to_thread(reason_of, job_id) is None:
+                assert time.monotonic() - began < 3.0, "no round of the queue ran while notifications hung"
+                await asyncio.sleep(0.1)
+            assert reason_of(job_id) == "waiting: the Ray cluster does not answer"
+            silent.close()  # the hung POST ends now, and the next ones are refused: each an attempt
+            while not await asyncio.to_thread(attempted_all):
+                assert time.monotonic() - began < 20.0, "the notifications were not attempted"
+                await asyncio.sleep(0.1)
+
+    def attempted_all() -> bool:
+        with sessions() as s:
+            return all(job.notify_attempts for job in s.query(Job).filter(Job.notify_url == url))
+
+    try:
+        asyncio.run(run())
+    finally:
+        silent.close()
 
 
 # --- end to end: a job on Ray, its notification retried and verified -------------------------
