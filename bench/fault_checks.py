@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 
-from trials.pipeline import MAX_FAILURES
+from trials.grid_sections import DEFAULT_MAX_FAILURES
 
 KINDS = ("trial_worker", "worker_raylet", "driver", "ray_head", "api_server", "postgres")
 
@@ -36,7 +36,7 @@ class Report:
     errors: dict[str, str | None] = field(default_factory=dict)  # job id -> its error, for a job not succeeded
     rows: int = 0
     problems: list[str] = field(default_factory=list)
-    # (job, trial key, Tune's failures) of a trial killed more often than MAX_FAILURES: it fails, as it must
+    # (job, trial key, Tune's failures) of a trial killed more often than its job's max_failures: it fails, as it must
     exhausted: set[tuple[str, str, int]] = field(default_factory=set)
     lost_gpu_seconds: float = 0.0
     retried_trials: int = 0
@@ -48,8 +48,8 @@ class Report:
                  f"skipped (nothing to kill at that turn): {dict(self.skipped) or 'none'}",
                  f"jobs: {len(self.jobs)}, final states {dict(Counter(self.jobs.values()))}",
                  f"result rows: {self.rows}, problems: {len(self.problems)}",
-                 f"trials failed after more than {MAX_FAILURES} failures (retries spent, rows `failed` as they must "
-                 f"be): {sorted(self.exhausted) or 'none'}",
+                 "trials failed after more failures than their grid's resources.max_failures (retries spent, rows "
+                 f"`failed` as they must be): {sorted(self.exhausted) or 'none'}",
                  f"lost GPU-seconds counted: {self.lost_gpu_seconds:.1f}, trials with more than one attempt: "
                  f"{self.retried_trials}", f"longest recovery: {self.longest_recovery_s:.1f} s"]
         return "\n".join(lines + [f"  problem: {p}" for p in self.problems])
@@ -77,7 +77,7 @@ def check(report: Report, expected: dict[str, int], results: Callable[[str], lis
             if r["status"] == "succeeded":
                 continue
             failures = tune_failures(shared / job_id / r["trial_key"])
-            if failures > MAX_FAILURES:  # killed more often than it is retried: failing it is right
+            if failures > max_failures(shared / job_id):  # killed more often than it is retried: failing it is right
                 report.exhausted.add((job_id, r["trial_key"], failures))
             else:
                 report.problems.append(f"job {job_id}: a failed row after {failures} failure(s) of its trial: "
@@ -93,6 +93,15 @@ def check(report: Report, expected: dict[str, int], results: Callable[[str], lis
     if any(k.kind in ("trial_worker", "worker_raylet") for k in report.kills) and report.retried_trials == 0:
         report.problems.append("trial workers were killed, but no row counts a second attempt")
     report.longest_recovery_s = max((k.recovered_s for k in report.kills), default=0.0)
+
+
+def max_failures(job_dir: Path) -> int:
+    """The job's ``resources.max_failures``, from its spec.json (the default where it has none)."""
+    try:
+        spec = json.loads((job_dir / "spec.json").read_text())
+    except OSError:
+        return DEFAULT_MAX_FAILURES
+    return spec.get("resources", {}).get("max_failures", DEFAULT_MAX_FAILURES)
 
 
 def tune_failures(trial_dir: Path) -> int:

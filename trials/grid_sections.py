@@ -45,6 +45,7 @@ NInputs = Literal[INPUTS_RANGE]
 NCells = Literal[CELLS_RANGE]
 Optimizer = Literal[OPTIMIZERS]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DEFAULT_MAX_FAILURES = 2  # resources.max_failures: a trial goes on from its checkpoint twice, then fails
 
 # Bounds far above any real grid and low enough that nothing built from a grid can hang the
 # service (issue 11: `epochs: 10**100`, `bohb.iterations: 10**18`); docs/grid.md lists them.
@@ -56,6 +57,7 @@ MAX_LR = 10.0  # the thesis uses 2e-3; the smoke grid 0.1
 MAX_CHANNELS = 4096  # the thesis' stem gives 512
 MAX_TRIALS = 100_000  # the thesis grid makes 755
 MAX_PATH = 4096  # Linux's PATH_MAX
+MAX_RETRIES = 100  # resources.max_failures: a trial that fails this often will not succeed
 MAX_SETTINGS = math.prod(map(len, (OPERATOR_SETS, DISCRETIZATIONS, INPUTS_RANGE, CELLS_RANGE)))  # 48: a job's most
 
 
@@ -332,6 +334,9 @@ class ResourceSpec(Section):
     # "fail" at once; either way the job then fails saying what a trial asks and what the nodes have.
     when_unschedulable: Literal["wait", "fail"] = "wait"
     pending_timeout_s: float = Field(1800.0, gt=0, le=86_400)  # a cloud GPU node: provisioning + image pull
+    # Tune's FailureConfig: a failed trial (its node lost, its process killed, an error it raised) goes on
+    # from its last checkpoint this many times; one failure more and its rows are `failed`.
+    max_failures: int = Field(DEFAULT_MAX_FAILURES, ge=0, le=MAX_RETRIES)
 
     @model_validator(mode="after")
     def _whole_above_one(self) -> ResourceSpec:

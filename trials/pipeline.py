@@ -50,13 +50,12 @@ from trials.tuners import TunerRun, main_tuner, run_bohb
 from trials.usage import UsageLedger, read_usage
 
 __all__ = [
-    "MAX_FAILURES", "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
+    "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
     "run_grid",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAX_FAILURES = 2  # a trial is retried from its checkpoint this many times (FailureConfig), then fails
 SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
@@ -149,7 +148,6 @@ def run_grid(
     job_id: str | None = None,
     resume: bool = False,
     show_progress: bool = True,
-    max_failures: int = MAX_FAILURES,
     callbacks: list[tune.Callback] | None = None,
     attempt: int | None = None,
     rerun_failed: bool = False,
@@ -214,7 +212,7 @@ def run_grid(
         progress.resume_from(read_progress(storage))
     if resume or extension is not None:  # the job's attempts so far stay in its usage.json
         usage.resume_from(read_usage(storage))
-    run = TunerRun(spec, storage, resources, resume, max_failures, rerun_failed)
+    run = TunerRun(spec, storage, resources, resume, spec.resources.max_failures, rerun_failed)
 
     grid_callbacks = [progress, usage, watch, *(callbacks or [])]
 

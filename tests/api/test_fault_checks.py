@@ -16,7 +16,7 @@ from api.db import make_engine, upgrade
 from api.models import Job, TrialRow, utcnow
 from bench.fault_checks import Kill, Report, check, tune_failures
 from tests.helpers.postgres import PostgresServer
-from trials.pipeline import MAX_FAILURES
+from trials.grid_sections import DEFAULT_MAX_FAILURES
 
 EXPECTED = {"baselines": 1, "search": 1}
 
@@ -88,20 +88,26 @@ def test_each_defect_is_named(store, tmp_path: Path):
     assert "trial workers were killed, but no row counts a second attempt" in problems
 
 
-def test_a_failed_row_is_a_problem_unless_its_trial_spent_its_retries(store, tmp_path: Path):
+def _failed(trial_dir: Path, times: int) -> None:
+    """Tune's error.txt of a trial that failed ``times`` times."""
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "error.txt").write_text(
+        "".join(f"Failure # {n} (occurred at 2026-12-06)\nActorDiedError\n\n" for n in range(1, times + 1)))
+
+
+def test_a_failed_row_is_a_problem_unless_its_trial_spent_its_grids_retries(store, tmp_path: Path):
     conninfo, s = store
-    spent = [_row("baselines", "b0"), _row("search", "s0", status="failed", error="ActorDiedError")]
-    kept = [_row("baselines", "b1"), _row("search", "s1", status="failed", error="ended without a result")]
-    _job(s, "j1", "succeeded", spent, tmp_path)
-    _job(s, "j2", "succeeded", kept, tmp_path)
-    failures = MAX_FAILURES + 1
-    (tmp_path / "j1" / "s0").mkdir()
-    (tmp_path / "j1" / "s0" / "error.txt").write_text(
-        "".join(f"Failure # {n} (occurred at 2026-12-06)\nActorDiedError\n\n" for n in range(1, failures + 1)))
-    report = _judge({"j1": spent, "j2": kept}, tmp_path, conninfo, [])
-    assert report.exhausted == {("j1", "s0", failures)}
-    assert report.problems == ["job j2: a failed row after 0 failure(s) of its trial: "
-                               "('search', 's1', 'ended without a result')"]
+    rows = {job: [_row("baselines", f"b-{job}"), _row("search", f"s-{job}", status="failed", error="gone")]
+            for job in ("j1", "j2", "j3")}
+    for job, job_rows in rows.items():
+        _job(s, job, "succeeded", job_rows, tmp_path)
+    _failed(tmp_path / "j1" / "s-j1", DEFAULT_MAX_FAILURES + 1)  # the default's retries spent
+    _failed(tmp_path / "j2" / "s-j2", 1)  # one failure: the default retries it, so its row must not fail
+    _failed(tmp_path / "j3" / "s-j3", 1)  # one failure, and a grid that retries none
+    (tmp_path / "j3" / "spec.json").write_text('{"resources": {"max_failures": 0}}')
+    report = _judge(rows, tmp_path, conninfo, [])
+    assert report.exhausted == {("j1", "s-j1", DEFAULT_MAX_FAILURES + 1), ("j3", "s-j3", 1)}
+    assert report.problems == ["job j2: a failed row after 1 failure(s) of its trial: ('search', 's-j2', 'gone')"]
 
 
 def test_a_job_that_did_not_succeed_is_a_problem_with_its_error(store, tmp_path: Path):

@@ -67,12 +67,13 @@ def test_a_rerun_runs_the_failed_trials_from_scratch_and_keeps_every_finished_ro
     base = grid(store, tmp_path, gpus=0)
     spec = small(base, space=base.space, baselines=base.baselines.model_copy(update={  # S2-all and S2-topk
         "combos": [["rgb"]], "training": base.baselines.training.model_copy(update={"epochs": 3})}))
+    spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"max_failures": 1})})
     failing = {"baselines": "baselines-R-r0", "search": "search-S2-topk-I1-C1-r0"}
     flag = tmp_path / "worker-fault"
     flag.touch()
     faulty = KillWhileFlagged(flag, set(failing.values()))
-    first = run_grid(spec, job_id="rerun", show_progress=False, max_failures=1, callbacks=[faulty])
-    assert faulty.kills == 4  # each failing trial's first attempt and its one retry
+    first = run_grid(spec, job_id="rerun", show_progress=False, callbacks=[faulty])
+    assert faulty.kills == 4  # each failing trial's first attempt and its one retry (resources.max_failures 1)
     before = rows_of(first.tables)
     failed = {where for where, row in before.items() if row["status"] == "failed"}
     assert failed == {*failing.items(), ("evaluation", failing["search"])}
@@ -80,8 +81,7 @@ def test_a_rerun_runs_the_failed_trials_from_scratch_and_keeps_every_finished_ro
 
     flag.unlink()  # the fault is gone; the spec is the same
     again = KillWhileFlagged(flag, set())
-    rerun = run_grid(spec, job_id="rerun", resume=True, rerun_failed=True, show_progress=False, max_failures=1,
-                     callbacks=[again])
+    rerun = run_grid(spec, job_id="rerun", resume=True, rerun_failed=True, show_progress=False, callbacks=[again])
     after = rows_of(rerun.tables)
     # Only the failed trials ran, each from its first epoch (a resume from a checkpoint starts at 2 or 3).
     assert again.iterations == {failing["baselines"]: [1, 2, 3], failing["search"]: [1, 2, 3, 4]}

@@ -139,8 +139,9 @@ def test_a_trial_failing_on_every_retry_gets_a_failed_row_and_the_job_goes_on(lo
         "baselines": spec.baselines.model_copy(update={"training": diverging, "combos": [["rgb"]]}),
         "bohb": spec.bohb.model_copy(update={"enabled": False}),
         "random": spec.random.model_copy(update={"enabled": False}),
+        "resources": spec.resources.model_copy(update={"max_failures": 1}),
     })
-    outcome = run_grid(spec, job_id="failing", show_progress=False, max_failures=1)
+    outcome = run_grid(spec, job_id="failing", show_progress=False)
     (baseline,) = pq.read_table(outcome.tables["baselines"]).to_pylist()
     assert baseline["status"] == "failed" and "not finite at epoch 1" in baseline["error"]
     assert baseline["test_top1"] is None

@@ -222,6 +222,8 @@ def test_an_unreadable_file_is_a_grid_spec_error(tmp_path):
     ("bohb: {lr: [1e-3, 100]}", "line 4: bohb.lr[1]: should be less than or equal to 10"),
     ("resources: {gpus_per_trial: 17}", "line 4: resources.gpus_per_trial: should be less than or equal to 16"),
     ("resources: {cpus_per_trial: 257}", "line 4: resources.cpus_per_trial: should be less than or equal to 256"),
+    ("resources: {max_failures: 101}", "line 4: resources.max_failures: should be less than or equal to 100"),
+    ("resources: {max_failures: -1}", "line 4: resources.max_failures: should be greater than or equal to 0"),
     (f"seed: {2**32}", "line 4: seed: should be less than or equal to 4294967295, got 4294967296"),
     ("storage: " + "x" * 4097, "line 4: storage: string should have at most 4096 characters"),
 ])
@@ -231,8 +233,9 @@ def test_every_number_has_a_bound_named_on_its_line(yaml_text, says):
 
 def test_the_bounds_themselves_are_allowed():
     spec = parse_grid(MINIMAL + f"seed: {MAX_SEED}\nsearch: {{epochs: 1000, warmup_epochs: 1000, lr: 10}}\n"
-                      "resources: {gpus_per_trial: 16, cpus_per_trial: 256}\n")
+                      "resources: {gpus_per_trial: 16, cpus_per_trial: 256, max_failures: 100}\n")
     assert spec.seed == 2**32 - 1 and spec.search.epochs == 1000 and spec.resources.gpus_per_trial == 16
+    assert spec.resources.max_failures == 100 and parse_grid(MINIMAL).resources.max_failures == 2
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e400"])
