@@ -14,6 +14,7 @@ import psycopg
 import pyarrow.parquet as pq
 
 from trials.grid_sections import DEFAULT_MAX_FAILURES
+from trials.pipeline import ENDED_WITHOUT_RESULT
 
 KINDS = ("trial_worker", "worker_raylet", "driver", "ray_head", "api_server", "postgres")
 
@@ -77,7 +78,10 @@ def check(report: Report, expected: dict[str, int], results: Callable[[str], lis
             if r["status"] == "succeeded":
                 continue
             failures = tune_failures(shared / job_id / r["trial_key"])
-            if failures > max_failures(shared / job_id):  # killed more often than it is retried: failing it is right
+            # Killed more often than it is retried: failing it is right, with the error that failed it. A row
+            # that lost its error (Tune ended the trial without its result or an error) is a defect anyway.
+            spent = failures > max_failures(shared / job_id)
+            if spent and ENDED_WITHOUT_RESULT not in (r["error"] or ""):
                 report.exhausted.add((job_id, r["trial_key"], failures))
             else:
                 report.problems.append(f"job {job_id}: a failed row after {failures} failure(s) of its trial: "

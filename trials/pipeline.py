@@ -50,12 +50,15 @@ from trials.tuners import TunerRun, main_tuner, run_bohb
 from trials.usage import UsageLedger, read_usage
 
 __all__ = [
-    "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
+    "ENDED_WITHOUT_RESULT", "SUMMARY_FILE", "Fenced", "JobOutcome", "ResourceError",
     "run_grid",
 ]
 
 logger = logging.getLogger(__name__)
 
+# A row's error when Tune gave neither the trial's final result nor an error; the fault schedule's
+# check counts any such row as a defect (a stale STOP made them, trials/tune_state.py).
+ENDED_WITHOUT_RESULT = "the trial ended without its final result and without an error"
 SUMMARY_FILE = "results/summary.json"  # per setting: searched vs random vs controls, with statistics
 
 # Checkpoints every epoch with num_to_keep=2 force experiment snapshots by design.
@@ -132,14 +135,15 @@ def _collect(
 
 def _ended_without_result(result: tune.Result) -> str:
     """What a trial Tune ended with neither its final result nor an error reached: where it stopped, in
-    its row's error and in the driver's log (docs/reliability.md: the fault schedule met one once)."""
+    its row's error and in the driver's log. The fault schedule's case of it, a dead driver's STOP
+    applied to the trial the next attempt resumed, is mended in trials/tune_state.py
+    (docs/reliability.md, "The case of run C")."""
     last = result.metrics or {}
     where = (f"its last result was {last['phase']} epoch {last['epoch']}/{last['epochs']}" if "epoch" in last
              else "it reported no epoch")
     logger.warning("%s: Tune ended the trial without its final result or an error; %s (training_iteration %s)",
                    result.path, where, last.get("training_iteration"))
-    return (f"the trial ended without its final result and without an error: {where}; "
-            "`adf-service rerun --failed` runs it again")
+    return f"{ENDED_WITHOUT_RESULT}: {where}; `adf-service rerun --failed` runs it again"
 
 
 def run_grid(

@@ -11,7 +11,11 @@ no config; fresh-clone CI saw it once). :func:`check_restorable` reads the newes
   all at its first step), so the searcher files are moved aside (``<name>.unreadable``) and Tune
   restores the trials with a searcher that creates none;
 - anything else unreadable: :class:`TuneStateError`, naming the file and what is wrong, so that the
-  job fails by name instead of running an empty experiment; nothing is deleted.
+  job fails by name instead of running an empty experiment; nothing is deleted;
+- decisions the dead driver held for saves still in flight (its runner state's cached and queued
+  trial decisions) are dropped: Tune restores them, and a STOP left by a trial that failed for good
+  while saving ends that trial, resumed by the next attempt, at its first save, with neither its
+  result nor an error (the fault schedule's "ended without a result", docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 EXPERIMENT_STATE = "experiment_state-*.json"  # TuneController.CKPT_FILE_TMPL
 GRID_SEARCHER_STATE = "basic-variant-state-*.json"  # BasicVariantGenerator.CKPT_FILE_TMPL
 SEARCHER_STATES = (GRID_SEARCHER_STATE, "search_gen_state-*.json", "searcher-state-*.pkl")  # BOHB: the last two
+# TuneController's runner state: what to do with a trial once its save in flight returns. A restored
+# driver has no save in flight; a STOP kept there ends a resumed trial at its first save.
+STALE_DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
 UNREADABLE_SUFFIX = ".unreadable"  # a state file moved aside: Tune's patterns no longer match it
 
 
@@ -51,7 +58,9 @@ def check_restorable(uri: str, grid_trials: int | None) -> None:
     experiment = _newest(names, EXPERIMENT_STATE)
     if experiment is None:
         return
-    listed = _trials_listed(fs, path, experiment, uri)
+    state = _read_state(fs, path, experiment, uri)
+    listed = len(state["trial_data"])
+    _drop_stale_decisions(fs, posixpath.join(path, experiment), state)
     for pattern in SEARCHER_STATES:
         searcher = _newest(names, pattern)
         if searcher is None:
@@ -76,14 +85,34 @@ def _newest(names: list[str], pattern: str) -> str | None:
     return max(matching) if matching else None
 
 
-def _trials_listed(fs: pafs.FileSystem, path: str, name: str, uri: str) -> int:
-    """How many trials the experiment state ``name`` lists; :class:`TuneStateError` when it cannot be read."""
+def _read_state(fs: pafs.FileSystem, path: str, name: str, uri: str) -> dict:
+    """The experiment state ``name``; :class:`TuneStateError` when it cannot be read."""
     try:
         with fs.open_input_stream(posixpath.join(path, name)) as stream:
-            return len(json.loads(stream.readall())["trial_data"])
+            state = json.loads(stream.readall())
+        len(state["trial_data"])
+        return state
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TuneStateError(f"{uri}/{name}: the experiment state the dead driver left cannot be read "
                              f"({type(exc).__name__}: {exc}): submit its grid again as a new job") from exc
+
+
+def _drop_stale_decisions(fs: pafs.FileSystem, path: str, state: dict) -> None:
+    """Clear the dead driver's pending trial decisions in its experiment state at ``path`` (Ray 2.60's
+    runner_data keys; a state without them is left as it is). The file is replaced by a rename, so
+    that a driver killed meanwhile leaves the old one whole."""
+    runner = state.get("runner_data")
+    if not isinstance(runner, dict):
+        return
+    stale = {key: runner[key] for key in STALE_DECISIONS if runner.get(key)}
+    if not stale:
+        return
+    logger.warning("%s: dropping the dead driver's decisions for saves in flight %s", path, stale)
+    for key in stale:
+        runner[key] = {}
+    with fs.open_output_stream(path + ".tmp") as stream:
+        stream.write(json.dumps(state).encode())
+    fs.move(path + ".tmp", path)
 
 
 def _unpickle_problem(fs: pafs.FileSystem, path: str) -> str | None:

@@ -17,6 +17,7 @@ from api.models import Job, TrialRow, utcnow
 from bench.fault_checks import Kill, Report, check, tune_failures
 from tests.helpers.postgres import PostgresServer
 from trials.grid_sections import DEFAULT_MAX_FAILURES
+from trials.pipeline import ENDED_WITHOUT_RESULT
 
 EXPECTED = {"baselines": 1, "search": 1}
 
@@ -98,16 +99,20 @@ def _failed(trial_dir: Path, times: int) -> None:
 def test_a_failed_row_is_a_problem_unless_its_trial_spent_its_grids_retries(store, tmp_path: Path):
     conninfo, s = store
     rows = {job: [_row("baselines", f"b-{job}"), _row("search", f"s-{job}", status="failed", error="gone")]
-            for job in ("j1", "j2", "j3")}
+            for job in ("j1", "j2", "j3", "j4")}
+    lost = f"{ENDED_WITHOUT_RESULT}: its last result was search epoch 3/5"
+    rows["j4"][1]["error"] = lost
     for job, job_rows in rows.items():
         _job(s, job, "succeeded", job_rows, tmp_path)
     _failed(tmp_path / "j1" / "s-j1", DEFAULT_MAX_FAILURES + 1)  # the default's retries spent
     _failed(tmp_path / "j2" / "s-j2", 1)  # one failure: the default retries it, so its row must not fail
     _failed(tmp_path / "j3" / "s-j3", 1)  # one failure, and a grid that retries none
     (tmp_path / "j3" / "spec.json").write_text('{"resources": {"max_failures": 0}}')
+    _failed(tmp_path / "j4" / "s-j4", DEFAULT_MAX_FAILURES + 1)  # spent, but its row lost the error
     report = _judge(rows, tmp_path, conninfo, [])
     assert report.exhausted == {("j1", "s-j1", DEFAULT_MAX_FAILURES + 1), ("j3", "s-j3", 1)}
-    assert report.problems == ["job j2: a failed row after 1 failure(s) of its trial: ('search', 's-j2', 'gone')"]
+    assert report.problems == ["job j2: a failed row after 1 failure(s) of its trial: ('search', 's-j2', 'gone')",
+                               f"job j4: a failed row after 3 failure(s) of its trial: ('search', 's-j4', '{lost}')"]
 
 
 def test_a_job_that_did_not_succeed_is_a_problem_with_its_error(store, tmp_path: Path):

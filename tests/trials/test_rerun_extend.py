@@ -63,6 +63,33 @@ class KillWhileFlagged(ray.tune.Callback):
             os.kill(result["pid"], signal.SIGKILL)
 
 
+def test_a_trial_that_spent_its_retries_goes_on_from_its_checkpoint_when_the_job_resumes(local_ray, store, tmp_path):
+    """The fault schedule's "ended without a result" (docs/reliability.md): a trial that fails for good while
+    its checkpoint is being saved leaves Tune a STOP for that save in the experiment state. The job's next
+    attempt resumes the errored trial, and Tune applied that STOP at its first save: the trial ended with
+    neither its result nor an error, its rows `failed` by a run that had no fault. The restore now drops
+    the dead driver's decisions (trials/tune_state.py), so the trial goes on from its checkpoint."""
+    base = grid(store, tmp_path, gpus=0)
+    spec = small(base, resources=base.resources.model_copy(update={"max_failures": 1}))
+    key = "search-S2-all-I1-C1-r0"
+    flag = tmp_path / "worker-fault"
+    flag.touch()
+    faulty = KillWhileFlagged(flag, {key})
+    first = run_grid(spec, job_id="spent", show_progress=False, callbacks=[faulty])
+    assert faulty.kills == 2  # the first attempt and its one retry, each killed at its second result
+    search = rows_of(first.tables)[("search", key)]
+    assert search["status"] == "failed" and search["error"].startswith("ActorDiedError: The actor died")
+
+    flag.unlink()
+    again = KillWhileFlagged(flag, set())
+    resumed = run_grid(spec, job_id="spent", resume=True, show_progress=False, callbacks=[again])
+    rows = rows_of(resumed.tables)
+    assert rows[("search", key)]["status"] == rows[("evaluation", key)]["status"] == "succeeded", rows[("search", key)]["error"]
+    assert rows[("search", key)]["genotype"] is not None and rows[("evaluation", key)]["test_top1"] is not None
+    # From its checkpoint (iteration 1, the last one saved before the kill), not from the start.
+    assert again.iterations[key][0] == 2 and again.iterations[key] == list(range(2, len(again.iterations[key]) + 2))
+
+
 def test_a_rerun_runs_the_failed_trials_from_scratch_and_keeps_every_finished_row(local_ray, store, tmp_path):
     base = grid(store, tmp_path, gpus=0)
     spec = small(base, space=base.space, baselines=base.baselines.model_copy(update={  # S2-all and S2-topk

@@ -16,9 +16,11 @@ from trials.tune_state import TuneStateError, check_restorable
 SESSION = "2026-12-06_06-01-54"
 
 
-def write_state(directory: Path, trials: int, *, searcher: bytes | None = None, session: str = SESSION) -> None:
-    """An experiment directory's two state files as Tune names them; ``searcher`` replaces the pickle."""
-    state = {"trial_data": [[f"trial {i}", "{}"] for i in range(trials)], "runner_data": {}}
+def write_state(directory: Path, trials: int, *, searcher: bytes | None = None, session: str = SESSION,
+                runner: dict | None = None) -> None:
+    """An experiment directory's two state files as Tune names them; ``searcher`` replaces the pickle,
+    ``runner`` is the controller's state (``runner_data``)."""
+    state = {"trial_data": [[f"trial {i}", "{}"] for i in range(trials)], "runner_data": runner or {}}
     (directory / f"experiment_state-{session}.json").write_text(json.dumps(state))
     pickled = cloudpickle.dumps({"_finished": True, "_iterators": []})
     (directory / f"basic-variant-state-{session}.json").write_bytes(pickled if searcher is None else searcher)
@@ -29,6 +31,27 @@ def test_readable_state_is_left_as_it_is(tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     check_restorable(tmp_path.as_uri(), 4)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_dead_drivers_decisions_for_saves_in_flight_are_dropped_and_the_rest_kept(tmp_path):
+    # Ray 2.60 keeps them in runner_data; a STOP there ended a resumed trial at its first save.
+    runner = {"_cached_trial_decisions": {"t0": "STOP"}, "_queued_trial_decisions": {"t1": "CONTINUE"},
+              "_should_stop_experiment": False, "_iteration": 41}
+    write_state(tmp_path, 2, runner=runner)
+    check_restorable(tmp_path.as_uri(), 2)
+    state = json.loads((tmp_path / f"experiment_state-{SESSION}.json").read_text())
+    assert state["runner_data"] == runner | {"_cached_trial_decisions": {}, "_queued_trial_decisions": {}}
+    assert state["trial_data"] == [["trial 0", "{}"], ["trial 1", "{}"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"basic-variant-state-{SESSION}.json",
+                                                          f"experiment_state-{SESSION}.json"]  # no temporary left
+
+
+def test_a_state_without_decisions_is_not_rewritten(tmp_path):
+    write_state(tmp_path, 2, runner={"_cached_trial_decisions": {}, "_iteration": 3})
+    path = tmp_path / f"experiment_state-{SESSION}.json"
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    check_restorable(tmp_path.as_uri(), 2)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
 def test_no_state_at_all_is_left_to_tune(tmp_path):
