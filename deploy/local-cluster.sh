@@ -98,15 +98,32 @@ is_ours() {
 }
 
 # A port free now and not one this cluster was given (a port the kernel
-# hands out can be one given by --port / --dashboard-port that is not bound yet).
+# hands out can be one given by --port / --dashboard-port that is not bound yet),
+# chosen below the kernel's ephemeral range: Ray takes the ports it is not given
+# (an agent's metrics port, workers' ports) from that range, so a port chosen
+# there can be taken by Ray between this choice and its bind. The fault schedule
+# met it: a new head's agent found its port taken, never served, and the Jobs API
+# took no job on that head (docs/reliability.md).
 free_port() {
     "$python_bin" -c '
-import socket, sys
+import random, socket, sys
 taken = {int(p) for p in sys.argv[1:] if p.isdigit()}
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral = int(f.read().split()[0])
+except OSError:  # not Linux: below 32768 is below every usual ephemeral range
+    ephemeral = 32768
 while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    if port not in taken:
-        print(port); break
+    port = random.randrange(10000, ephemeral)
+    if port in taken:
+        continue
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+    print(port)
+    break
 ' "$gcs_port" "$dashboard_port"
 }
 

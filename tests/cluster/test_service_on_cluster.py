@@ -43,12 +43,14 @@ seed: 11
 
 def nodes(gcs: str, env: dict[str, str]) -> dict[str, dict]:
     """node id → {gpus, socket (its raylet's socket path), alive}, as the cluster's GCS says."""
-    script = (f"import json, ray; ray.init(address='{gcs}', logging_level='ERROR'); "
-              "print(json.dumps({n['NodeID']: {'gpus': n['Resources'].get('GPU', 0), "
+    # Ray may print other lines to stdout (a dead worker's "(raylet) ..." notice): the answer is the marked one.
+    script = (f"import json, ray; ray.init(address='{gcs}', logging_level='ERROR', log_to_driver=False); "
+              "print('NODES=' + json.dumps({n['NodeID']: {'gpus': n['Resources'].get('GPU', 0), "
               "'socket': n['RayletSocketName'], 'alive': n['Alive']} for n in ray.nodes()}))")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    (answer,) = [line for line in done.stdout.splitlines() if line.startswith("NODES=")]
+    return json.loads(answer.removeprefix("NODES="))
 
 
 def raylet_pid(session: int, socket: str) -> int:
