@@ -90,9 +90,10 @@ def _read_state(fs: pafs.FileSystem, path: str, name: str, uri: str) -> dict:
     try:
         with fs.open_input_stream(posixpath.join(path, name)) as stream:
             state = json.loads(stream.readall())
-        len(state["trial_data"])
+        if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
+            raise ValueError("it has no list of trials (trial_data)")
         return state
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise TuneStateError(f"{uri}/{name}: the experiment state the dead driver left cannot be read "
                              f"({type(exc).__name__}: {exc}): submit its grid again as a new job") from exc
 

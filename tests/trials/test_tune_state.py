@@ -85,3 +85,11 @@ def test_a_truncated_experiment_state_is_an_error_naming_it(tmp_path):
     with pytest.raises(TuneStateError, match=rf"experiment_state-{SESSION}\.json: the experiment state .*\(JSONDecodeError"):
         check_restorable(tmp_path.as_uri(), 4)
     assert path.exists()
+
+
+@pytest.mark.parametrize("text", ['{"runner_data": {}}', "[1, 2]", '{"trial_data": "x"}'])
+def test_an_experiment_state_without_its_trials_is_an_error_naming_it(tmp_path, text):
+    write_state(tmp_path, 1)
+    (tmp_path / f"experiment_state-{SESSION}.json").write_text(text)
+    with pytest.raises(TuneStateError, match=r"cannot be read \(ValueError: it has no list of trials"):
+        check_restorable(tmp_path.as_uri(), 1)
