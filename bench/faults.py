@@ -294,8 +294,10 @@ class Schedule:
             time.sleep(1)
 
 
-def run_schedule(root: Path, store: Path, postgres: PostgresServer, *, kills: int, seed: int) -> Report:
-    with local_cluster_run(root) as cluster:
+def run_schedule(root: Path, store: Path, postgres: PostgresServer, *, kills: int, seed: int,
+                 keep_logs: bool = False) -> Report:
+    """``keep_logs``: every node's Ray session logs (the drivers' among them) go to ``root/ray-logs``."""
+    with local_cluster_run(root, keep_logs=root / "ray-logs" if keep_logs else None) as cluster:
         run = Schedule(root, store, postgres, cluster, seed=seed)
         run.start_cluster()
         run.start_service()
@@ -311,7 +313,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", type=Path, help="run under this directory and keep it (tables, Tune state, logs)")
+    parser.add_argument("--keep", type=Path, help="run under this directory and keep it (tables, Tune state, the "
+                                                "service's log, every node's Ray logs in ray-logs/)")
     args = parser.parse_args()
     from adf_service.features import generate_synthetic_store
 
@@ -324,7 +327,7 @@ def main() -> int:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adf-faults-")))
         store = root / "data" / "store"
         generate_synthetic_store(store, n_train=48, n_test=24, n_classes=3, seed=4, channels=(8, 8, 4), spatial=(2, 4, 4))
-        report = run_schedule(root, store, postgres, kills=args.kills, seed=args.seed)
+        report = run_schedule(root, store, postgres, kills=args.kills, seed=args.seed, keep_logs=bool(args.keep))
     print(report.table())
     return 1 if report.problems else 0
 

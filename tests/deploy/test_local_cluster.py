@@ -21,6 +21,12 @@ def local_cluster_run(tmp_path):
         yield run
 
 
+def gpus(stdout: str) -> list[float]:
+    """The alive nodes' GPUs, sorted, from the marked line (Ray may print other lines to stdout)."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith("GPUS=")]
+    return sorted(json.loads(line.removeprefix("GPUS=")))
+
+
 @pytest.mark.timeout(150)
 def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_pid(local_cluster_run):
     run = local_cluster_run
@@ -40,12 +46,13 @@ def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_p
     with urllib.request.urlopen(f"{url}/api/version", timeout=10) as response:  # the Jobs API's server
         assert json.load(response)["ray_version"]
 
-    gpus_per_node = (f"import json, ray; ray.init(address='127.0.0.1:{gcs}', logging_level='ERROR'); "
-                     "print(json.dumps([n['Resources'].get('GPU', 0) for n in ray.nodes() if n['Alive']]))")
+    gpus_per_node = (f"import json, ray; ray.init(address='127.0.0.1:{gcs}', logging_level='ERROR', "
+                     "log_to_driver=False); "
+                     "print('GPUS=' + json.dumps([n['Resources'].get('GPU', 0) for n in ray.nodes() if n['Alive']]))")
     seen = subprocess.run([sys.executable, "-c", gpus_per_node], env=run.env, capture_output=True, text=True,
                           timeout=60)
     assert seen.returncode == 0, seen.stderr
-    assert sorted(json.loads(seen.stdout.splitlines()[-1])) == [0, 1.0]  # the head and the worker's fake GPU
+    assert gpus(seen.stdout) == [0, 1.0]  # the head and the worker's fake GPU
 
     added = run("add-worker", "--gpus-per-worker", "1", "--cpus-per-worker", "1")  # e.g. for a node that died
     assert added.returncode == 0 and "Started worker-2" in added.stdout, added.stdout + added.stderr
@@ -53,7 +60,7 @@ def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_p
     assert set(pids) == {"head", "worker-1", "worker-2"} and session_members(pids["worker-2"])
     seen = subprocess.run([sys.executable, "-c", gpus_per_node], env=run.env, capture_output=True, text=True,
                           timeout=60)
-    assert sorted(json.loads(seen.stdout.splitlines()[-1])) == [0, 1.0, 1.0]
+    assert gpus(seen.stdout) == [0, 1.0, 1.0]
 
     again = run("start", "--port", str(free_port()), "--dashboard-port", str(free_port()))
     assert again.returncode == 1 and "still runs" in again.stderr  # one cluster per state dir
@@ -66,3 +73,17 @@ def test_a_head_and_a_worker_with_a_fake_gpu_start_are_seen_by_ray_and_stop_by_p
     assert {role: session_members(pid) for role, pid in pids.items()} == {"head": [], "worker-1": [], "worker-2": []}
     assert recorded(run.state) == {}
     assert run("status").returncode == 1
+
+
+@pytest.mark.timeout(150)
+def test_a_run_that_keeps_logs_leaves_every_nodes_ray_logs(tmp_path):
+    kept = tmp_path / "ray-logs"  # what bench/faults.py --keep reads a dead driver's log from
+    with cluster_run(tmp_path, keep_logs=kept) as run:
+        started = run("start", "--workers", "1", "--cpus-per-worker", "1", "--head-cpus", "1",
+                      "--port", str(free_port()), "--dashboard-port", str(free_port()), "--object-store-mb", "100")
+        run.pids = recorded(run.state)
+        assert started.returncode == 0, started.stdout + started.stderr
+    sessions = sorted(kept.glob("*/session_*"))
+    assert [s.parent.name for s in sessions] == ["head", "worker-1"]
+    assert all((s / "raylet.out").stat().st_size > 0 for s in sessions)
+    assert (sessions[0] / "gcs_server.out").exists()  # the head's own

@@ -51,9 +51,10 @@ def recorded(state: Path) -> dict[str, int]:
 
 
 @contextmanager
-def local_cluster_run(tmp_path: Path) -> Iterator:
+def local_cluster_run(tmp_path: Path, *, keep_logs: Path | None = None) -> Iterator:
     """Runs local-cluster.sh with a state dir and a short temp root of its own; afterwards stops
-    whatever it recorded and still runs, even when the test failed."""
+    whatever it recorded and still runs, even when the test failed. ``keep_logs``: a directory that
+    gets every node's Ray session logs (drivers', agents', raylets') before the temp root goes."""
     state = tmp_path / "state"
     temp_root = Path(tempfile.mkdtemp(prefix="adf-lc-", dir="/tmp"))  # Ray's socket paths must stay short
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY": str(BIN / "ray"),
@@ -79,4 +80,8 @@ def local_cluster_run(tmp_path: Path) -> Iterator:
                     os.kill(member, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        if keep_logs is not None:
+            for logs in temp_root.glob("*/session_2*/logs"):  # <role>/session_<time>/logs
+                shutil.copytree(logs, keep_logs / logs.parent.parent.name / logs.parent.name, symlinks=True,
+                                ignore_dangling_symlinks=True)
         shutil.rmtree(temp_root, ignore_errors=True)
