@@ -37,7 +37,8 @@ test-fast: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# Kill-and-recover tests (issue 16): a Ray head replaced, drivers and servers killed, a full disk.
+# Kill-and-recover tests (issue 16): a Ray head replaced, drivers and servers killed, a full disk,
+# and the seeded fault schedule (20 kills by pid, about 7 minutes).
 test-faults: setup
 	$(BIN)/python -m pytest -q -m faults
 
