@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 
-from trials.grid_sections import DEFAULT_MAX_FAILURES
 from trials.pipeline import ENDED_WITHOUT_RESULT
+from trials.spec import validate_grid
 
 KINDS = ("trial_worker", "worker_raylet", "driver", "ray_head", "api_server", "postgres")
 
@@ -100,12 +100,9 @@ def check(report: Report, expected: dict[str, int], results: Callable[[str], lis
 
 
 def max_failures(job_dir: Path) -> int:
-    """The job's ``resources.max_failures``, from its spec.json (the default where it has none)."""
-    try:
-        spec = json.loads((job_dir / "spec.json").read_text())
-    except OSError:
-        return DEFAULT_MAX_FAILURES
-    return spec.get("resources", {}).get("max_failures", DEFAULT_MAX_FAILURES)
+    """The job's ``resources.max_failures``, from the grid its spec.json records."""
+    spec = job_dir / "spec.json"
+    return validate_grid(json.loads(spec.read_text()), source=str(spec)).resources.max_failures
 
 
 def tune_failures(trial_dir: Path) -> int:

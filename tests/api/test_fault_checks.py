@@ -18,6 +18,7 @@ from bench.fault_checks import Kill, Report, check, tune_failures
 from tests.helpers.postgres import PostgresServer
 from trials.grid_sections import DEFAULT_MAX_FAILURES
 from trials.pipeline import ENDED_WITHOUT_RESULT
+from trials.spec import parse_grid
 
 EXPECTED = {"baselines": 1, "search": 1}
 
@@ -41,8 +42,9 @@ def store(postgres_server: PostgresServer):
         postgres_server.drop_database(name)
 
 
-def _job(s: Session, job_id: str, status: str, rows: list[dict], shared: Path) -> None:
-    """A job in the store with ``rows``, and the same rows in its Parquet tables."""
+def _job(s: Session, job_id: str, status: str, rows: list[dict], shared: Path, grid: str = "") -> None:
+    """A job in the store with ``rows``, the same rows in its Parquet tables, and the grid its spec.json
+    records (a minimal one, then ``grid``'s YAML lines), as the driver writes it."""
     owner = create_user(s, f"owner-{job_id}")
     s.add(Job(id=job_id, owner_id=owner.id, name="g", status=status, spec_json="{}", request_hash="h",
               storage_dir=str(shared / job_id), n_trials=len(rows), results_at=utcnow() if rows else None))
@@ -53,6 +55,8 @@ def _job(s: Session, job_id: str, status: str, rows: list[dict], shared: Path) -
     s.commit()
     tables = shared / job_id / "results"
     tables.mkdir(parents=True)
+    spec = parse_grid(f"name: g\ndataset: {{store: {shared / 'store'}}}\n{grid}")
+    (shared / job_id / "spec.json").write_text(spec.model_dump_json())
     for stage in EXPECTED:
         pq.write_table(pa.Table.from_pylist([{"stage": r["stage"], "trial_id": r["trial_id"]}
                                              for r in rows if r["stage"] == stage]), tables / f"{stage}.parquet")
@@ -103,11 +107,10 @@ def test_a_failed_row_is_a_problem_unless_its_trial_spent_its_grids_retries(stor
     lost = f"{ENDED_WITHOUT_RESULT}: its last result was search epoch 3/5"
     rows["j4"][1]["error"] = lost
     for job, job_rows in rows.items():
-        _job(s, job, "succeeded", job_rows, tmp_path)
+        _job(s, job, "succeeded", job_rows, tmp_path, "resources: {max_failures: 0}\n" if job == "j3" else "")
     _failed(tmp_path / "j1" / "s-j1", DEFAULT_MAX_FAILURES + 1)  # the default's retries spent
     _failed(tmp_path / "j2" / "s-j2", 1)  # one failure: the default retries it, so its row must not fail
     _failed(tmp_path / "j3" / "s-j3", 1)  # one failure, and a grid that retries none
-    (tmp_path / "j3" / "spec.json").write_text('{"resources": {"max_failures": 0}}')
     _failed(tmp_path / "j4" / "s-j4", DEFAULT_MAX_FAILURES + 1)  # spent, but its row lost the error
     report = _judge(rows, tmp_path, conninfo, [])
     assert report.exhausted == {("j1", "s-j1", DEFAULT_MAX_FAILURES + 1), ("j3", "s-j3", 1)}
