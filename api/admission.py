@@ -154,8 +154,9 @@ def _start(s: Session, ray: RayJobs, job: Job, previous: str | None) -> None:
             ray.stop(previous)
         except Exception as exc:  # gone with its head, or already ended: nothing to stop
             log.info("stopping Ray job %s before attempt %d: %s", previous, attempt["attempt"], exc)
-    mark_attempt_started(job, utcnow())
-    job.admitted_at, job.queue_reason, job.next_attempt_at = utcnow(), None, None
+    now = utcnow()
+    mark_attempt_started(job, now)
+    job.admitted_at, job.queue_reason, job.next_attempt_at = now, None, None
     # The new driver also claims the job's lease (trials/storage.py): an old one that still runs
     # somewhere stops writing as soon as it sees it.
     try:

@@ -55,8 +55,8 @@ def create_app(settings: Settings | None = None, *, reconcile_every: float = REC
         # a full collection walks only what requests allocate (shorter pauses in the tail).
         gc.collect()
         gc.freeze()
-        tasks = [asyncio.create_task(_reconcile_forever(services, reconcile_every)),
-                 asyncio.create_task(_notify_forever(services, reconcile_every))]
+        tasks = [asyncio.create_task(_every(reconcile_every, run_queue, services, "reconciling jobs")),
+                 asyncio.create_task(_every(reconcile_every, notify_ended, services, "notifying the ends of jobs"))]
         try:
             yield
         finally:
@@ -160,24 +160,20 @@ def run_queue(services: Services) -> None:
         schedule(session, services.ray, services.settings, services.nodes())
 
 
-async def _reconcile_forever(services: Services, every: float) -> None:
-    """Keep queued/running jobs in step with Ray and the queue moving, also when nobody asks."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await run_in_threadpool(run_queue, services)
-        except Exception:
-            log.exception("reconciling jobs")
+def notify_ended(services: Services) -> None:
+    """POST the notifications of the jobs that ended (api/notify.py)."""
+    with services.sessions() as session:
+        deliver_due(session, services.settings)
 
 
-async def _notify_forever(services: Services, every: float) -> None:
-    """POST the notifications of the jobs that ended, in a loop of their own: a receiver that answers
-    late (each POST waits up to api.notify.TIMEOUT_SECONDS) or a host slow to resolve holds up
-    only the notifications after it, never the queue's rounds."""
+async def _every(seconds: float, work: Callable[[Services], None], services: Services, what: str) -> None:
+    """Run ``work`` in a thread every ``seconds``, also when nobody asks; a failure is logged, the loop goes on.
+    The queue's rounds (:func:`run_queue`) and the notifications (:func:`notify_ended`) loop apart: a
+    receiver that answers late (each POST waits up to api.notify.TIMEOUT_SECONDS) or a host slow to
+    resolve holds up only the notifications after it, never the queue."""
     while True:
-        await asyncio.sleep(every)
+        await asyncio.sleep(seconds)
         try:
-            with services.sessions() as session:
-                await run_in_threadpool(deliver_due, session, services.settings)
+            await run_in_threadpool(work, services)
         except Exception:
-            log.exception("notifying the ends of jobs")
+            log.exception(what)
